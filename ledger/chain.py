@@ -1,0 +1,313 @@
+"""The ledger application: the one door the node uses to validate, apply and query blocks.
+
+`Ledger.apply_block` reads top to bottom: check the header against the chain, decode and check
+every transaction, execute them in order on an overlay, then write the block, its certificate,
+receipts, events, projections, history and the new state root in ONE LMDB write transaction.
+`Ledger.rebuild` drops every projection and replays the stored log through the same code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Collection
+from dataclasses import dataclass
+
+import lmdb
+
+from . import codec, layout
+from .block import EMPTY_HASH, Block, txs_hash
+from .errors import InvalidBlock, InvalidTransaction, NonceMismatch, StateRootMismatch, StoreError
+from .events import Event
+from .execution import check_transfer, dry_run, execute_transaction
+from .genesis import Genesis
+from .reasons import OK, Outcome, Refusal
+from .state import State
+from .store import Store, entry_digest, event_key, height_key, state_root, tx_key
+from .tx import Transaction, decode_transaction
+
+#: Blocks whose signatures `validate_block` checked, remembered so `apply_block` need not repeat it.
+VALIDATED_BLOCKS_MAX: int = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    tx_hash: bytes
+    kind: str
+    signer: bytes
+    nonce: int
+    outcome: Outcome
+    events: tuple[Event, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BlockResult:
+    height: int
+    block_hash: bytes
+    state_root: bytes
+    receipts: tuple[Receipt, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ChainTip:
+    """What the chain looks like after the last applied block."""
+
+    height: int
+    block_hash: bytes
+    time_ms: int
+    state_root: bytes
+    accumulator: int
+
+
+class Ledger:
+    """A store bound to one genesis. Single writer: call from one thread at a time."""
+
+    def __init__(self, store: Store, genesis: Genesis) -> None:
+        self.store = store
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self._validated: OrderedDict[bytes, bytes] = OrderedDict()  # block hash -> parent root
+        with store.read() as txn:
+            stored = store.get_meta(txn, "genesis_hash")
+        if stored is None:
+            self._write_genesis()
+        elif stored != genesis.hash:
+            raise StoreError("the store belongs to another genesis (chain id or members differ)")
+        self.tip = self._load_tip()
+
+    @classmethod
+    def open(cls, path: str, genesis: Genesis) -> Ledger:
+        return cls(Store(path), genesis)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # --- genesis ------------------------------------------------------------------------------
+
+    def _write_genesis(self) -> None:
+        with self.store.write() as txn:
+            self._apply_genesis(txn)
+
+    def _apply_genesis(self, txn: lmdb.Transaction) -> None:
+        state = self.store.state_over(txn)
+        state.begin_transaction()
+        for admin in self.genesis.admins:
+            state.set(layout.role("admin", admin), 1)
+        state.set(layout.role_count("admin"), len(self.genesis.admins))
+        state.commit_transaction()
+        accumulator = self.store.flush_state(txn, state, 0, 0)
+        root = state_root(0, accumulator, self.genesis.hash)
+        put = self.store.put_meta
+        put(txn, "chain_id", self.chain_id)
+        put(txn, "genesis_hash", self.genesis.hash)
+        put(txn, "genesis", self.genesis.encode())
+        self._write_tip(txn, ChainTip(0, EMPTY_HASH, self.genesis.genesis_time_ms, root, accumulator))
+
+    def _write_tip(self, txn: lmdb.Transaction, tip: ChainTip) -> None:
+        put = self.store.put_meta
+        put(txn, "height", tip.height)
+        put(txn, "block_hash", tip.block_hash)
+        put(txn, "time_ms", tip.time_ms)
+        put(txn, "state_root", tip.state_root)
+        put(txn, "accumulator", tip.accumulator.to_bytes(32, "big"))
+        txn.put(height_key(tip.height), tip.state_root, db=self.store.dbs["roots"])
+
+    def _load_tip(self) -> ChainTip:
+        with self.store.read() as txn:
+            get = self.store.get_meta
+            return ChainTip(
+                height=get(txn, "height"),
+                block_hash=get(txn, "block_hash"),
+                time_ms=get(txn, "time_ms"),
+                state_root=get(txn, "state_root"),
+                accumulator=int.from_bytes(get(txn, "accumulator"), "big"),
+            )
+
+    # --- blocks ------------------------------------------------------------------------------
+
+    def build_block(self, txs: tuple[bytes, ...], *, time_ms: int, proposer: bytes) -> Block:
+        """The next block, on top of the current tip, with these transactions in this order."""
+        return Block.build(chain_id=self.chain_id, height=self.tip.height + 1,
+                           time_ms=max(time_ms, self.tip.time_ms + 1),
+                           previous_block_hash=self.tip.block_hash,
+                           previous_state_root=self.tip.state_root, proposer=proposer, txs=txs)
+
+    def validate_block(self, block: Block, *, verified: Collection[bytes] = ()) -> None:
+        """Raise `InvalidBlock` unless `block` may be the next one. Rules never invalidate a block:
+        a transaction that breaks one is recorded as rejected. Nonces and signatures do."""
+        self._check_header(block, certified=False)
+        txs = self._decode_txs(block, verified)
+        with self.store.read() as txn:
+            state = self.store.state_over(txn)
+            expected: dict[bytes, int] = {}
+            for index, tx in enumerate(txs):
+                want = expected.get(tx.signer)
+                if want is None:
+                    want = state.get(layout.nonce(tx.signer), 0)
+                if tx.nonce != want:
+                    raise InvalidBlock(f"tx {index}: nonce {tx.nonce}, expected {want}")
+                expected[tx.signer] = want + 1
+        self._validated[block.hash] = self.tip.state_root
+        while len(self._validated) > VALIDATED_BLOCKS_MAX:
+            self._validated.popitem(last=False)
+
+    def apply_block(self, block: Block, certificate: bytes, *, verified: Collection[bytes] = ()) -> BlockResult:
+        """Apply a decided block and store it with its commit certificate, atomically."""
+        if self._validated.get(block.hash) == self.tip.state_root:
+            verified = _AllVerified()
+        with self.store.write() as txn:
+            result = self._execute(txn, block, verified, certified=True)
+            txn.put(height_key(block.height), block.encode(), db=self.store.dbs["blocks"])
+            txn.put(height_key(block.height), certificate, db=self.store.dbs["certs"])
+        self.tip = self._load_tip()
+        self._validated.pop(block.hash, None)
+        return result
+
+    def _check_header(self, block: Block, *, certified: bool) -> None:
+        header, tip = block.header, self.tip
+        if header.chain_id != self.chain_id:
+            raise InvalidBlock(f"block for chain {header.chain_id!r}")
+        if header.height != tip.height + 1:
+            raise InvalidBlock(f"block at height {header.height}, expected {tip.height + 1}")
+        if header.previous_block_hash != tip.block_hash:
+            raise InvalidBlock("previous block hash does not match this chain")
+        if header.time_ms <= tip.time_ms:
+            raise InvalidBlock(f"block time {header.time_ms} not after {tip.time_ms}")
+        if header.txs_hash != txs_hash(block.txs):
+            raise InvalidBlock("transactions do not match the header's txs hash")
+        if header.previous_state_root != tip.state_root:
+            message = (f"state root after height {tip.height} is {tip.state_root.hex()} here, "
+                       f"but the block certifies {header.previous_state_root.hex()}")
+            if certified:
+                raise StateRootMismatch(message)
+            raise InvalidBlock(message)
+
+    def _decode_txs(self, block: Block, verified: Collection[bytes]) -> list[Transaction]:
+        txs = []
+        seen: set[bytes] = set()
+        for index, raw in enumerate(block.txs):
+            digest = hashlib.sha256(raw).digest()
+            if digest in seen:
+                raise InvalidBlock(f"tx {index}: the same transaction twice")
+            seen.add(digest)
+            try:
+                txs.append(decode_transaction(raw, chain_id=self.chain_id,
+                                              verify_signature=digest not in verified))
+            except InvalidTransaction as exc:
+                raise InvalidBlock(f"tx {index}: {type(exc).__name__}: {exc}") from None
+        return txs
+
+    def _execute(self, txn: lmdb.Transaction, block: Block, verified: Collection[bytes], *,
+                 certified: bool) -> BlockResult:
+        self._check_header(block, certified=certified)
+        txs = self._decode_txs(block, verified)
+        height, time_s = block.height, block.header.time_ms // 1000
+        state = self.store.state_over(txn)
+        receipts = []
+        for index, tx in enumerate(txs):
+            try:
+                result = execute_transaction(state, tx, time_s=time_s, height=height)
+            except NonceMismatch as exc:
+                raise InvalidBlock(f"tx {index}: {exc}") from None
+            receipts.append(Receipt(tx.hash, tx.kind, tx.signer, tx.nonce, result.outcome, result.events))
+        accumulator = self.store.flush_state(txn, state, height, self.tip.accumulator)
+        results_hash = self._write_results(txn, height, receipts)
+        root = state_root(height, accumulator, results_hash)
+        self._write_tip(txn, ChainTip(height, block.hash, block.header.time_ms, root, accumulator))
+        return BlockResult(height, block.hash, root, tuple(receipts))
+
+    def _write_results(self, txn: lmdb.Transaction, height: int, receipts: list[Receipt]) -> bytes:
+        dbs = self.store.dbs
+        digest = hashlib.sha256(b"secledger/results/v1\x00")
+        for index, receipt in enumerate(receipts):
+            key = tx_key(height, index)
+            raw = codec.encode({
+                "tx": receipt.tx_hash, "kind": receipt.kind, "signer": receipt.signer,
+                "nonce": receipt.nonce, "code": receipt.outcome.code, "reason": receipt.outcome.reason,
+                "events": len(receipt.events),
+            })
+            digest.update(raw)
+            txn.put(key, raw, db=dbs["receipts"])
+            txn.put(receipt.tx_hash, key, db=dbs["txs"])
+            for event_index, event in enumerate(receipt.events):
+                ekey = event_key(height, index, event_index)
+                eraw = event.encode(tx_hash=receipt.tx_hash, height=height, tx_index=index,
+                                    event_index=event_index)
+                digest.update(eraw)
+                txn.put(ekey, eraw, db=dbs["events"])
+                txn.put(event.kind.encode() + layout.SEP + ekey, b"", db=dbs["ev_kind"])
+                if event.token is not None:
+                    txn.put(event.token.encode() + layout.SEP + ekey, b"", db=dbs["ev_token"])
+                for address in sorted(set(event.addresses)):
+                    txn.put(address + ekey, b"", db=dbs["ev_address"])
+        return digest.digest()
+
+    # --- event sourcing ------------------------------------------------------------------------
+
+    def rebuild(self) -> int:
+        """Drop every projection and replay the stored blocks through execution, in one write
+        transaction. Each recomputed state root must equal the one stored before; returns the height."""
+        with self.store.read() as txn:
+            old_roots = dict(self.store.iter_prefix(txn, "roots", b""))
+        with self.store.write() as txn:
+            self.store.clear_projections(txn)
+            self._apply_genesis(txn)
+            self.tip = self._tip_in(txn)
+            for key, raw in self.store.iter_prefix(txn, "blocks", b""):
+                block = Block.decode(raw)
+                result = self._execute(txn, block, _AllVerified(), certified=True)
+                if old_roots.get(key) != result.state_root:
+                    raise StateRootMismatch(f"rebuild gives another state root at height {block.height}")
+                self.tip = self._tip_in(txn)
+        self.tip = self._load_tip()
+        return self.tip.height
+
+    def _tip_in(self, txn: lmdb.Transaction) -> ChainTip:
+        get = self.store.get_meta
+        return ChainTip(get(txn, "height"), get(txn, "block_hash"), get(txn, "time_ms"),
+                        get(txn, "state_root"), int.from_bytes(get(txn, "accumulator"), "big"))
+
+    def verify_accumulator(self) -> bool:
+        """Recompute the state accumulator from every projection entry: a full audit of the store."""
+        with self.store.read() as txn:
+            total = sum(entry_digest(k, v) for k, v in self.store.iter_prefix(txn, "state", b""))
+        return total % (1 << 256) == self.tip.accumulator
+
+    # --- dry runs ---------------------------------------------------------------------------------
+
+    def next_nonce(self, address: bytes) -> int:
+        with self.store.read() as txn:
+            return self.store.state_over(txn).get(layout.nonce(address), 0)
+
+    def dry_run(self, tx: Transaction, *, state: State | None = None) -> Outcome:
+        """The outcome `tx` would have on the committed state (or on `state`), at the tip's time."""
+        if state is not None:
+            return dry_run(state, tx, time_s=self.tip.time_ms // 1000, height=self.tip.height + 1)
+        with self.store.read() as txn:
+            return dry_run(self.store.state_over(txn), tx, time_s=self.tip.time_ms // 1000,
+                           height=self.tip.height + 1)
+
+    def compliance_check(self, token: str, sender: bytes, receiver: bytes, amount: int, *,
+                         time_s: int | None = None) -> Outcome:
+        """Exactly the outcome a `token.transfer` of `amount` from `sender` to `receiver` would get,
+        if executed at `time_s` (default: the last block's time) on the committed state."""
+        now_s = self.tip.time_ms // 1000 if time_s is None else time_s
+        with self.store.read() as txn:
+            try:
+                check_transfer(self.store.state_over(txn), token, sender, receiver, amount, now_s)
+            except Refusal as refusal:
+                return refusal.outcome
+        return OK
+
+
+class _AllVerified:
+    """A `verified` collection that contains every hash: signatures already checked."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+    def __iter__(self):  # pragma: no cover - Collection protocol only
+        return iter(())
+
+    def __len__(self) -> int:  # pragma: no cover
+        return 0

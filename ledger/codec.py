@@ -1,0 +1,85 @@
+"""Canonical msgpack: one value, one spelling.
+
+Everything the ledger hashes, signs or stores goes through `encode`. Maps are written with their
+keys sorted, integers in their shortest form (msgpack does this), and floats are refused, so the
+same value gives the same bytes on every machine. `decode` reverses it and refuses any input whose
+re-encoding differs: that is how a transaction gets exactly one hash.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from .errors import MalformedTransaction, NonCanonicalEncoding
+
+#: Deepest nesting any ledger value may have; deeper input is refused before it costs stack.
+DEPTH_MAX: int = 16
+
+
+def _canonical(value: Any, depth: int) -> Any:
+    if depth > DEPTH_MAX:
+        raise ValueError("value nested too deeply")
+    if isinstance(value, dict):
+        keys = list(value)
+        if not all(isinstance(k, str) for k in keys):
+            raise ValueError("map keys must be strings")
+        return {k: _canonical(value[k], depth + 1) for k in sorted(keys)}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v, depth + 1) for v in value]
+    if isinstance(value, float):
+        raise ValueError("floats are not allowed in ledger values")
+    if value is None or isinstance(value, (bool, int, str, bytes)):
+        return value
+    raise ValueError(f"type {type(value).__name__} cannot be encoded")
+
+
+def encode(value: Any) -> bytes:
+    """Canonical bytes of `value` (dict, list, tuple, str, bytes, int, bool, None)."""
+    return msgpack.packb(_canonical(value, 0), use_bin_type=True)
+
+
+def encode_trusted(value: Any) -> bytes:
+    """Bytes of a value the ledger itself built with sorted keys and no floats (hot path)."""
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def _check_depth(value: Any, depth: int) -> None:
+    if depth > DEPTH_MAX:
+        raise MalformedTransaction("value nested too deeply")
+    if isinstance(value, dict):
+        for v in value.values():
+            _check_depth(v, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _check_depth(v, depth + 1)
+
+
+def decode(data: bytes, *, bytes_max: int) -> Any:
+    """Decode canonical bytes; raise `MalformedTransaction` or `NonCanonicalEncoding`."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise MalformedTransaction("expected bytes")
+    data = bytes(data)
+    try:
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_bin_len=bytes_max,
+            max_str_len=bytes_max,
+            max_array_len=bytes_max,
+            max_map_len=bytes_max,
+            max_ext_len=0,
+        )
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise MalformedTransaction(f"not msgpack: {type(exc).__name__}: {exc}") from None
+    _check_depth(value, 0)
+    try:
+        again = encode(value)
+    except ValueError as exc:
+        raise NonCanonicalEncoding(str(exc)) from None
+    if again != data:
+        raise NonCanonicalEncoding("re-encoding gives different bytes")
+    return value

@@ -1,0 +1,59 @@
+"""Events: every change of state, typed, in the order it happened.
+
+The log of blocks and their events is the source of truth; projections are derived from it.
+An event names its kind (`token.transferred`), the token it concerns (if any), the addresses it
+touches (for the address index), and its data, all canonical values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import codec
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: str
+    token: str | None = None
+    addresses: tuple[bytes, ...] = ()
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self, *, tx_hash: bytes, height: int, tx_index: int, event_index: int) -> bytes:
+        return codec.encode({
+            "kind": self.kind,
+            "token": self.token,
+            "addresses": list(self.addresses),
+            "data": self.data,
+            "tx": tx_hash,
+            "height": height,
+            "tx_index": tx_index,
+            "event_index": event_index,
+        })
+
+
+#: Every event kind the ledger emits, for the query and subscription filters.
+EVENT_KINDS: tuple[str, ...] = (
+    "claim.granted",
+    "claim.revoked",
+    "identity.registered",
+    "identity.wallet_added",
+    "role.granted",
+    "role.revoked",
+    "token.agent_set",
+    "token.created",
+    "token.force_transferred",
+    "token.frozen",
+    "token.issued",
+    "token.partially_frozen",
+    "token.partially_unfrozen",
+    "token.paused",
+    "token.recovered",
+    "token.redeemed",
+    "token.rules_changed",
+    "token.transferred",
+    "token.unfrozen",
+    "token.unpaused",
+    "tx.rejected",
+)

@@ -1,0 +1,250 @@
+"""Every transaction kind and the exact shape of its body.
+
+A body is a msgpack map. Each kind lists its fields; each field has a checker that either returns
+the value or raises `InvalidBody` / `IntegerOutOfBounds` naming the field. Decoding runs these
+checks, so execution only ever sees bodies of the right shape, with every integer in its bounds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .countries import ISO_3166_ALPHA2
+from .errors import IntegerOutOfBounds, InvalidBody, UnknownKind
+
+#: Largest amount of any token in base units, and largest total supply: an unsigned 64-bit integer
+#: (msgpack's widest). With 6 decimals that is 18 trillion whole units; see docs/LEDGER.md.
+AMOUNT_MAX: int = 2**64 - 1
+#: Largest unix time in seconds a claim expiry or rule may name (year 10000).
+TIME_MAX_S: int = 253_402_300_799
+#: Longest holding period or volume window a rule may set: 100 years.
+PERIOD_MAX_S: int = 100 * 366 * 86_400
+#: Most decimals a token may have.
+DECIMALS_MAX: int = 18
+#: Most wallets one `identity.register` may name, and most agents one token may have.
+LIST_MAX: int = 64
+
+ADDRESS_BYTES: int = 32
+
+CLAIM_TOPICS: tuple[str, ...] = ("accredited", "country", "investor_type", "kyc")
+INVESTOR_TYPES: tuple[str, ...] = ("institutional", "professional", "retail")
+#: Chain-wide roles, granted by administrators.
+ACCOUNT_ROLES: tuple[str, ...] = ("admin", "claim_issuer", "token_issuer")
+#: Per-token roles, granted by the token's owner.
+AGENT_ROLES: tuple[str, ...] = ("force_transfer", "freeze", "pause", "recovery", "supply")
+
+_SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9.\-]{0,15}")
+_IDENTITY_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
+
+Checker = Callable[[str, Any], Any]
+
+
+# --- field checkers ------------------------------------------------------------------------------
+
+
+def _integer(lo: int, hi: int) -> Checker:
+    def check(name: str, value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise InvalidBody(f"{name}: expected an integer")
+        if not lo <= value <= hi:
+            raise IntegerOutOfBounds(f"{name}: {value} outside [{lo}, {hi}]")
+        return value
+
+    return check
+
+
+amount = _integer(1, AMOUNT_MAX)
+amount_or_zero = _integer(0, AMOUNT_MAX)
+timestamp_s = _integer(0, TIME_MAX_S)
+period_s = _integer(1, PERIOD_MAX_S)
+decimals = _integer(0, DECIMALS_MAX)
+holders_max = _integer(1, 10**9)
+
+
+def boolean(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidBody(f"{name}: expected true or false")
+    return value
+
+
+def address(name: str, value: Any) -> bytes:
+    if not isinstance(value, bytes) or len(value) != ADDRESS_BYTES:
+        raise InvalidBody(f"{name}: expected a {ADDRESS_BYTES}-byte address")
+    return value
+
+
+def _pattern(regex: re.Pattern[str], what: str) -> Checker:
+    def check(name: str, value: Any) -> str:
+        if not isinstance(value, str) or not regex.fullmatch(value):
+            raise InvalidBody(f"{name}: expected {what}")
+        return value
+
+    return check
+
+
+symbol = _pattern(_SYMBOL, "a token symbol (A-Z, 0-9, '.', '-'; 1 to 16 characters)")
+identity_id = _pattern(_IDENTITY_ID, "an identity id (A-Z a-z 0-9 . _ : -; 1 to 64 characters)")
+
+
+def text(length_max: int) -> Checker:
+    def check(name: str, value: Any) -> str:
+        if not isinstance(value, str) or not 1 <= len(value) <= length_max:
+            raise InvalidBody(f"{name}: expected text of 1 to {length_max} characters")
+        return value
+
+    return check
+
+
+def one_of(options: tuple[str, ...]) -> Checker:
+    def check(name: str, value: Any) -> str:
+        if value not in options:
+            raise InvalidBody(f"{name}: expected one of {', '.join(options)}")
+        return value
+
+    return check
+
+
+def country(name: str, value: Any) -> str:
+    if not isinstance(value, str) or value not in ISO_3166_ALPHA2:
+        raise InvalidBody(f"{name}: expected an ISO 3166-1 alpha-2 country code")
+    return value
+
+
+def unique_list(item: Checker, length_max: int = LIST_MAX, *, sorted_: bool = True) -> Checker:
+    """A list without repeats; sorted where order means nothing, so a value has one spelling."""
+
+    def check(name: str, value: Any) -> list[Any]:
+        if not isinstance(value, list) or len(value) > length_max:
+            raise InvalidBody(f"{name}: expected a list of at most {length_max} items")
+        items = [item(f"{name}[{i}]", v) for i, v in enumerate(value)]
+        if len(set(items)) != len(items):
+            raise InvalidBody(f"{name}: repeated item")
+        if sorted_ and items != sorted(items):
+            raise InvalidBody(f"{name}: items must be in ascending order")
+        return items
+
+    return check
+
+
+def optional(inner: Checker) -> Checker:
+    def check(name: str, value: Any) -> Any:
+        return None if value is None else inner(name, value)
+
+    return check
+
+
+def record(fields: Mapping[str, Checker], *, required: tuple[str, ...] | None = None) -> Checker:
+    """A map with known keys; keys outside `fields` are refused, `required` ones must be present."""
+    must = tuple(fields) if required is None else required
+
+    def check(name: str, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise InvalidBody(f"{name}: expected a map")
+        unknown = sorted(set(value) - set(fields))
+        if unknown:
+            raise InvalidBody(f"{name}: unknown field {unknown[0]!r}")
+        missing = [k for k in must if k not in value]
+        if missing:
+            raise InvalidBody(f"{name}: missing field {missing[0]!r}")
+        prefix = f"{name}." if name else ""
+        return {k: fields[k](prefix + k, v) for k, v in value.items()}
+
+    return check
+
+
+# --- composite values ---------------------------------------------------------------------------
+
+volume_limit = record({"window_s": period_s, "amount_max": amount})
+
+#: Transfer rules a token may set; every key is optional, an absent key means no such limit.
+RULE_FIELDS: dict[str, Checker] = {
+    "required_claims": unique_list(one_of(("accredited", "country", "investor_type", "kyc"))),
+    "country_allow": unique_list(country, 300),
+    "country_block": unique_list(country, 300),
+    "investor_types_allow": unique_list(one_of(INVESTOR_TYPES)),
+    "holders_max": holders_max,
+    "balance_max_per_identity": amount,
+    "supply_cap": amount,
+    "holding_period_s": period_s,
+    "volume_limit": volume_limit,
+    "check_sender": boolean,
+}
+rules = record(RULE_FIELDS, required=())
+
+
+def _agent(name: str, value: Any) -> tuple[bytes, tuple[str, ...]]:
+    if not isinstance(value, list) or len(value) != 2:
+        raise InvalidBody(f"{name}: expected [address, [roles]]")
+    roles = unique_list(one_of(AGENT_ROLES))(f"{name}.roles", value[1])
+    if not roles:
+        raise InvalidBody(f"{name}.roles: an agent needs at least one role")
+    return (address(f"{name}.address", value[0]), tuple(roles))
+
+
+def agents(name: str, value: Any) -> list[list[Any]]:
+    if not isinstance(value, list) or len(value) > LIST_MAX:
+        raise InvalidBody(f"{name}: expected a list of at most {LIST_MAX} agents")
+    parsed = [_agent(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    keys = [a for a, _ in parsed]
+    if keys != sorted(set(keys)):
+        raise InvalidBody(f"{name}: agents must be unique and in ascending address order")
+    return [[a, list(r)] for a, r in parsed]
+
+
+def claim_value(topic: str, value: Any) -> str:
+    """The value a claim of `topic` carries: a country code, an investor type, or "" for yes/no claims."""
+    if topic == "country":
+        return country("value", value)
+    if topic == "investor_type":
+        return one_of(INVESTOR_TYPES)("value", value)
+    if value != "":
+        raise InvalidBody(f"value: a {topic} claim carries no value (use \"\")")
+    return value
+
+
+# --- the kinds ------------------------------------------------------------------------------------
+
+KINDS: dict[str, Checker] = {
+    # chain-wide roles (administrators)
+    "role.grant": record({"role": one_of(ACCOUNT_ROLES), "account": address}),
+    "role.revoke": record({"role": one_of(ACCOUNT_ROLES), "account": address}),
+    # identities and claims (claim issuers)
+    "identity.register": record({"identity": identity_id, "wallets": unique_list(address)}),
+    "identity.add_wallet": record({"identity": identity_id, "wallet": address}),
+    "claim.grant": record(
+        {"identity": identity_id, "topic": one_of(CLAIM_TOPICS), "value": lambda n, v: v,
+         "expires_at": timestamp_s}
+    ),
+    "claim.revoke": record({"identity": identity_id, "topic": one_of(CLAIM_TOPICS)}),
+    # tokens (token issuers, owners and agents)
+    "token.create": record(
+        {"symbol": symbol, "name": text(64), "decimals": decimals, "paused": boolean,
+         "rules": rules, "agents": agents}
+    ),
+    "token.set_agent": record({"token": symbol, "agent": address, "roles": unique_list(one_of(AGENT_ROLES))}),
+    "token.set_rules": record({"token": symbol, "rules": rules}),
+    "token.issue": record({"token": symbol, "to": address, "amount": amount}),
+    "token.redeem": record({"token": symbol, "from": address, "amount": amount}),
+    "token.transfer": record({"token": symbol, "to": address, "amount": amount}),
+    "token.force_transfer": record({"token": symbol, "from": address, "to": address, "amount": amount}),
+    "token.freeze": record({"token": symbol, "address": address}),
+    "token.unfreeze": record({"token": symbol, "address": address}),
+    "token.freeze_partial": record({"token": symbol, "address": address, "amount": amount}),
+    "token.unfreeze_partial": record({"token": symbol, "address": address, "amount": amount}),
+    "token.pause": record({"token": symbol}),
+    "token.unpause": record({"token": symbol}),
+    "token.recover": record({"token": symbol, "lost_wallet": address, "new_wallet": address}),
+}
+
+
+def check_body(kind: str, body: Any) -> dict[str, Any]:
+    """The body, checked against its kind's schema; raises `UnknownKind` or `InvalidBody`."""
+    checker = KINDS.get(kind) if isinstance(kind, str) else None
+    if checker is None:
+        raise UnknownKind(f"unknown transaction kind {kind!r}")
+    checked = checker("", body)
+    if kind == "claim.grant":
+        checked["value"] = claim_value(checked["topic"], checked["value"])
+    return checked

@@ -1,0 +1,91 @@
+"""Where each piece of state lives: the key of every record, in one place.
+
+Keys are bytes: a short prefix naming the record, then its parts. Token symbols and identity ids
+cannot contain NUL (see `kinds`), so NUL separates parts and prefix scans never overlap.
+"""
+
+from __future__ import annotations
+
+SEP = b"\x00"
+
+
+def nonce(address: bytes) -> bytes:
+    return b"nonce:" + address
+
+
+def role(role_name: str, account: bytes) -> bytes:
+    return b"role:" + role_name.encode() + SEP + account
+
+
+def role_prefix(role_name: str) -> bytes:
+    return b"role:" + role_name.encode() + SEP
+
+
+def identity(identity_id: str) -> bytes:
+    """-> tuple of the identity's wallet addresses, in ascending order."""
+    return b"identity:" + identity_id.encode()
+
+
+def wallet(address: bytes) -> bytes:
+    """-> the identity id that owns this wallet."""
+    return b"wallet:" + address
+
+
+def claim(identity_id: str, topic: str) -> bytes:
+    """-> (value, claim issuer, expires_at_s)."""
+    return b"claim:" + identity_id.encode() + SEP + topic.encode()
+
+
+def claim_prefix(identity_id: str) -> bytes:
+    return b"claim:" + identity_id.encode() + SEP
+
+
+def token(symbol: str) -> bytes:
+    """-> token record: name, decimals, owner, paused, rules, created_at_s."""
+    return b"token:" + symbol.encode()
+
+
+def supply(symbol: str) -> bytes:
+    """-> (total_supply, holder_count): the two numbers every transfer may change."""
+    return b"supply:" + symbol.encode()
+
+
+def agent(symbol: str, address: bytes) -> bytes:
+    """-> tuple of the agent's roles on this token."""
+    return b"agent:" + symbol.encode() + SEP + address
+
+
+def agent_prefix(symbol: str) -> bytes:
+    return b"agent:" + symbol.encode() + SEP
+
+
+def balance(symbol: str, address: bytes) -> bytes:
+    """-> (balance, frozen_amount, address_frozen) of one wallet."""
+    return b"bal:" + symbol.encode() + SEP + address
+
+
+def balance_prefix(symbol: str) -> bytes:
+    return b"bal:" + symbol.encode() + SEP
+
+
+def holding(symbol: str, identity_id: str) -> bytes:
+    """-> (balance, lots) of one identity across its wallets; lots = ((acquired_at_s, amount), ...)."""
+    return b"holding:" + symbol.encode() + SEP + identity_id.encode()
+
+
+def holding_prefix(symbol: str) -> bytes:
+    return b"holding:" + symbol.encode() + SEP
+
+
+def volume(symbol: str, identity_id: str) -> bytes:
+    """-> (window_start_s, amount_sent) for the token's transfer volume rule."""
+    return b"volume:" + symbol.encode() + SEP + identity_id.encode()
+
+
+BALANCE_PREFIX = b"bal:"
+HOLDING_PREFIX = b"holding:"
+
+
+def role_count(role_name: str) -> bytes:
+    """-> how many accounts hold the role (so the last administrator cannot be removed)."""
+    return b"role_count:" + role_name.encode()

@@ -1,0 +1,242 @@
+"""The read side: what the RPC, the CLI and regulators ask of a ledger.
+
+Every answer is plain data (dicts, lists, ints, str, bytes), read in one LMDB read transaction so it
+is consistent with a single height. History (balances and holders at a past height) comes from
+versioned keys, one seek per holder, never from a replay.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import layout
+from .chain import Ledger
+from .errors import NotFound
+from .events import EVENT_KINDS
+from .execution import valid_claim
+from .state import decode_value
+from .store import height_key, inverted_height, unpack_event_key
+
+#: Most items one page of holders or events may hold.
+PAGE_LIMIT_MAX: int = 1000
+
+
+def _limit(limit: int) -> int:
+    return max(1, min(limit, PAGE_LIMIT_MAX))
+
+
+def _check_height(ledger: Ledger, height: int | None) -> int:
+    if height is None:
+        return ledger.tip.height
+    if not 0 <= height <= ledger.tip.height:
+        raise NotFound(f"height {height} is not in [0, {ledger.tip.height}]")
+    return height
+
+
+def chain_status(ledger: Ledger) -> dict[str, Any]:
+    tip = ledger.tip
+    return {"chain_id": ledger.chain_id, "height": tip.height, "block_hash": tip.block_hash,
+            "time_ms": tip.time_ms, "state_root": tip.state_root, "genesis_hash": ledger.genesis.hash}
+
+
+def token_info(ledger: Ledger, symbol: str) -> dict[str, Any]:
+    with ledger.store.read() as txn:
+        state = ledger.store.state_over(txn)
+        token = state.get(layout.token(symbol))
+        if token is None:
+            raise NotFound(f"no token {symbol!r}")
+        total, holders = state.get(layout.supply(symbol))
+        agents = [
+            {"address": key[len(layout.agent_prefix(symbol)):], "roles": list(decode_value(raw))}
+            for key, raw in ledger.store.iter_prefix(txn, "state", layout.agent_prefix(symbol))
+        ]
+    return {"symbol": symbol, "name": token["name"], "decimals": token["decimals"], "owner": token["owner"],
+            "paused": token["paused"], "rules": _plain(token["rules"]), "created_at_s": token["created_at_s"],
+            "total_supply": total, "holder_count": holders, "agents": agents}
+
+
+def balance(ledger: Ledger, symbol: str, address: bytes, height: int | None = None) -> dict[str, Any]:
+    """Now: balance, frozen part, free part and the address freeze. At a past height: the balance."""
+    with ledger.store.read() as txn:
+        state = ledger.store.state_over(txn)
+        if state.get(layout.token(symbol)) is None:
+            raise NotFound(f"no token {symbol!r}")
+        if height is None:
+            amount, frozen, flag = state.get(layout.balance(symbol, address), (0, 0, False))
+            return {"token": symbol, "address": address, "height": ledger.tip.height, "balance": amount,
+                    "frozen": frozen, "free": amount - frozen, "address_frozen": flag}
+        at = _check_height(ledger, height)
+        prefix = symbol.encode() + layout.SEP + address
+        amount = ledger.store.balance_at(txn, "hist_wallet", prefix, at)
+        return {"token": symbol, "address": address, "height": at, "balance": amount}
+
+
+def holders(ledger: Ledger, symbol: str, *, height: int | None = None, after: str | None = None,
+            limit: int = 100) -> dict[str, Any]:
+    """Holders by identity (ascending id), with their balance across wallets; `next` pages on."""
+    limit = _limit(limit)
+    with ledger.store.read() as txn:
+        state = ledger.store.state_over(txn)
+        if state.get(layout.token(symbol)) is None:
+            raise NotFound(f"no token {symbol!r}")
+        if height is None:
+            at = ledger.tip.height
+            items = _holders_now(ledger, txn, symbol, after, limit + 1)
+        else:
+            at = _check_height(ledger, height)
+            items = _holders_at(ledger, txn, symbol, at, after, limit + 1)
+    page, more = items[:limit], len(items) > limit
+    return {"token": symbol, "height": at, "holders": page, "next": page[-1]["identity"] if more else None}
+
+
+def _holders_now(ledger: Ledger, txn: Any, symbol: str, after: str | None, count: int) -> list[dict[str, Any]]:
+    prefix = layout.holding_prefix(symbol)
+    start = prefix + after.encode() + b"\x01" if after else None
+    out = []
+    for key, raw in ledger.store.iter_prefix(txn, "state", prefix, start):
+        out.append({"identity": key[len(prefix):].decode(), "balance": decode_value(raw)[0]})
+        if len(out) == count:
+            break
+    return out
+
+
+def _holders_at(ledger: Ledger, txn: Any, symbol: str, height: int, after: str | None,
+                count: int) -> list[dict[str, Any]]:
+    # Keys: symbol NUL identity NUL inverted-height. For each identity, one seek lands on its latest
+    # version at or before `height`; a second seek skips the rest of its versions.
+    prefix = symbol.encode() + layout.SEP
+    cursor = txn.cursor(db=ledger.store.dbs["hist_holding"])
+    position = prefix + after.encode() + b"\x01" if after else prefix
+    out: list[dict[str, Any]] = []
+    while len(out) < count and cursor.set_range(position):
+        key = cursor.key()
+        if not key.startswith(prefix):
+            break
+        identity = key[len(prefix):-9]
+        versions = prefix + identity + layout.SEP
+        if cursor.set_range(versions + inverted_height(height)) and cursor.key().startswith(versions):
+            amount = int.from_bytes(cursor.value(), "big")
+            if amount > 0:
+                out.append({"identity": identity.decode(), "balance": amount})
+        position = prefix + identity + b"\x01"
+    return out
+
+
+def identity(ledger: Ledger, identity_id: str) -> dict[str, Any]:
+    now_s = ledger.tip.time_ms // 1000
+    with ledger.store.read() as txn:
+        state = ledger.store.state_over(txn)
+        wallets = state.get(layout.identity(identity_id))
+        if wallets is None:
+            raise NotFound(f"no identity {identity_id!r}")
+        claims = []
+        prefix = layout.claim_prefix(identity_id)
+        for key, raw in ledger.store.iter_prefix(txn, "state", prefix):
+            topic = key[len(prefix):].decode()
+            value, issuer, expires_at = decode_value(raw)
+            claims.append({"topic": topic, "value": value, "issuer": issuer, "expires_at": expires_at,
+                           "valid": valid_claim(state, identity_id, topic, now_s) is not None})
+    return {"identity": identity_id, "wallets": list(wallets), "claims": claims}
+
+
+def wallet_identity(ledger: Ledger, address: bytes) -> str | None:
+    with ledger.store.read() as txn:
+        return ledger.store.state_over(txn).get(layout.wallet(address))
+
+
+def accounts_with_role(ledger: Ledger, role: str) -> list[bytes]:
+    with ledger.store.read() as txn:
+        prefix = layout.role_prefix(role)
+        return [key[len(prefix):] for key, _ in ledger.store.iter_prefix(txn, "state", prefix)]
+
+
+def nonce(ledger: Ledger, address: bytes) -> int:
+    return ledger.next_nonce(address)
+
+
+def transaction(ledger: Ledger, tx_hash: bytes) -> dict[str, Any]:
+    """The committed transaction's receipt and events; `NotFound` if it is not in a block."""
+    dbs = ledger.store.dbs
+    with ledger.store.read() as txn:
+        key = txn.get(tx_hash, db=dbs["txs"])
+        if key is None:
+            raise NotFound(f"no committed transaction {tx_hash.hex()}")
+        receipt = decode_value(txn.get(key, db=dbs["receipts"]))
+        events = [_event(raw) for _, raw in ledger.store.iter_prefix(txn, "events", key)]
+    height, index = int.from_bytes(key[:8], "big"), int.from_bytes(key[8:], "big")
+    return {"hash": tx_hash, "height": height, "index": index, "kind": receipt["kind"],
+            "signer": receipt["signer"], "nonce": receipt["nonce"], "code": receipt["code"],
+            "reason": receipt["reason"], "status": "committed" if receipt["code"] == 0x51 else "rejected",
+            "events": events}
+
+
+def events(ledger: Ledger, *, token: str | None = None, address: bytes | None = None,
+           kind: str | None = None, from_height: int = 0, to_height: int | None = None,
+           after: bytes | None = None, limit: int = 100) -> dict[str, Any]:
+    """Events matching every given filter, oldest first. The most selective index drives the scan
+    (token, then address, then kind); `after` is the `next` cursor of the previous page."""
+    if kind is not None and kind not in EVENT_KINDS:
+        raise NotFound(f"no event kind {kind!r}")
+    limit = _limit(limit)
+    top = ledger.tip.height if to_height is None else to_height
+    if token is not None:
+        index, prefix = "ev_token", token.encode() + layout.SEP
+    elif address is not None:
+        index, prefix = "ev_address", address
+    elif kind is not None:
+        index, prefix = "ev_kind", kind.encode() + layout.SEP
+    else:
+        index, prefix = "events", b""
+    first = after + b"\x00" if after is not None else height_key(max(from_height, 0))
+    out: list[dict[str, Any]] = []
+    more = False
+    with ledger.store.read() as txn:
+        for key, raw in ledger.store.iter_prefix(txn, index, prefix, prefix + first):
+            ekey = key[len(prefix):]
+            height = unpack_event_key(ekey)[0]
+            if height > top:
+                break
+            if index != "events":
+                raw = txn.get(ekey, db=ledger.store.dbs["events"])
+            event = _event(raw)
+            if (kind is not None and event["kind"] != kind) or (token is not None and event["token"] != token) \
+                    or (address is not None and address not in event["addresses"]):
+                continue
+            if len(out) == limit:
+                more = True
+                break
+            event["cursor"] = ekey
+            out.append(event)
+    return {"events": out, "next": out[-1]["cursor"] if more else None}
+
+
+def block(ledger: Ledger, height: int) -> tuple[bytes, bytes]:
+    """(encoded block, commit certificate) at `height`."""
+    with ledger.store.read() as txn:
+        raw = txn.get(height_key(height), db=ledger.store.dbs["blocks"])
+        cert = txn.get(height_key(height), db=ledger.store.dbs["certs"])
+    if raw is None or cert is None:
+        raise NotFound(f"no block at height {height}")
+    return raw, cert
+
+
+def state_root_at(ledger: Ledger, height: int) -> bytes:
+    with ledger.store.read() as txn:
+        root = txn.get(height_key(height), db=ledger.store.dbs["roots"])
+    if root is None:
+        raise NotFound(f"no state root at height {height}")
+    return root
+
+
+def _event(raw: bytes) -> dict[str, Any]:
+    event = decode_value(raw)
+    return {**event, "addresses": list(event["addresses"]), "data": _plain(event["data"])}
+
+
+def _plain(value: Any) -> Any:
+    """Tuples (as state decoding gives them) back to lists, for callers that expect JSON shapes."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,166 @@
+"""The LMDB store: one environment, named sub-databases, and the verbs that write a block.
+
+Sub-databases (all keys big-endian so LMDB's byte order is height order):
+
+- `meta`        chain id, genesis, height, last block hash and time, state accumulator and root
+- `blocks`      height -> encoded block            (the log: source of truth)
+- `certs`       height -> commit certificate bytes  (the log: proof of agreement)
+- `roots`       height -> state root after that block
+- `txs`         tx hash -> height . tx index
+- `receipts`    height . tx index -> receipt
+- `events`      height . tx index . event index -> event
+- `ev_token`, `ev_address`, `ev_kind`   index key . event key -> ""
+- `state`       the projections (see `layout`), the only part hashed into the state root
+- `hist_wallet` token . NUL . address . inverted height -> balance at that height
+- `hist_holding` token . NUL . identity . NUL . inverted height -> identity balance at that height
+
+Everything for one block is written in one write transaction, and LMDB syncs on commit, so a crash
+leaves the store at the last whole block.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+import lmdb
+
+from . import layout
+from .errors import StoreError
+from .state import State, decode_value, encode_value
+
+#: Virtual size LMDB may grow to; sparse, so it costs no disk until used.
+MAP_SIZE_BYTES: int = 1 << 36
+
+LOG_DBS: tuple[str, ...] = ("blocks", "certs")
+PROJECTION_DBS: tuple[str, ...] = (
+    "roots", "txs", "receipts", "events", "ev_token", "ev_address", "ev_kind",
+    "state", "hist_wallet", "hist_holding",
+)
+DB_NAMES: tuple[str, ...] = ("meta",) + LOG_DBS + PROJECTION_DBS
+
+_U64 = struct.Struct(">Q")
+_EVENT_KEY = struct.Struct(">QII")
+_TX_KEY = struct.Struct(">QI")
+_U64_MAX = (1 << 64) - 1
+_ACCUMULATOR_MOD = 1 << 256
+
+
+def height_key(height: int) -> bytes:
+    return _U64.pack(height)
+
+
+def inverted_height(height: int) -> bytes:
+    """Newer heights sort first, so one seek finds the latest version at or before a height."""
+    return _U64.pack(_U64_MAX - height)
+
+
+def tx_key(height: int, tx_index: int) -> bytes:
+    return _TX_KEY.pack(height, tx_index)
+
+
+def event_key(height: int, tx_index: int, event_index: int) -> bytes:
+    return _EVENT_KEY.pack(height, tx_index, event_index)
+
+
+def unpack_event_key(key: bytes) -> tuple[int, int, int]:
+    return _EVENT_KEY.unpack(key)
+
+
+def entry_digest(key: bytes, raw: bytes) -> int:
+    """One state entry's share of the accumulator."""
+    return int.from_bytes(hashlib.sha256(len(key).to_bytes(2, "big") + key + raw).digest(), "big")
+
+
+def state_root(height: int, accumulator: int, results_hash: bytes) -> bytes:
+    """The state root: commits to every projection entry (through the accumulator) and to the
+    block's receipts and events (through `results_hash`)."""
+    return hashlib.sha256(
+        b"secledger/state-root/v1\x00" + _U64.pack(height) + accumulator.to_bytes(32, "big") + results_hash
+    ).digest()
+
+
+class Store:
+    """An open LMDB environment with the ledger's sub-databases."""
+
+    def __init__(self, path: str, *, map_size_bytes: int = MAP_SIZE_BYTES) -> None:
+        try:
+            self.env = lmdb.open(path, max_dbs=len(DB_NAMES) + 2, map_size=map_size_bytes, sync=True,
+                                 metasync=True, readahead=False, subdir=True)
+        except lmdb.Error as exc:
+            raise StoreError(f"cannot open store at {path}: {exc}") from None
+        self.dbs = {name: self.env.open_db(name.encode()) for name in DB_NAMES}
+
+    def close(self) -> None:
+        self.env.close()
+
+    def read(self) -> lmdb.Transaction:
+        return self.env.begin(write=False)
+
+    def write(self) -> lmdb.Transaction:
+        return self.env.begin(write=True)
+
+    # --- meta ---------------------------------------------------------------------------------
+
+    def get_meta(self, txn: lmdb.Transaction, name: str, default: Any = None) -> Any:
+        raw = txn.get(name.encode(), db=self.dbs["meta"])
+        return default if raw is None else decode_value(raw)
+
+    def put_meta(self, txn: lmdb.Transaction, name: str, value: Any) -> None:
+        txn.put(name.encode(), encode_value(value), db=self.dbs["meta"])
+
+    # --- state ----------------------------------------------------------------------------------
+
+    def state_over(self, txn: lmdb.Transaction) -> State:
+        db = self.dbs["state"]
+        return State(lambda key: txn.get(key, db=db))
+
+    def flush_state(self, txn: lmdb.Transaction, state: State, height: int, accumulator: int) -> int:
+        """Write the block's state changes and their history versions; return the new accumulator."""
+        db = self.dbs["state"]
+        for key, value in state.block_writes():
+            old = txn.get(key, db=db)
+            if old is not None:
+                accumulator -= entry_digest(key, old)
+            if value is None:
+                if old is not None:
+                    txn.delete(key, db=db)
+            else:
+                raw = encode_value(value)
+                accumulator += entry_digest(key, raw)
+                txn.put(key, raw, db=db)
+            self._write_history(txn, key, value, height)
+        return accumulator % _ACCUMULATOR_MOD
+
+    def _write_history(self, txn: lmdb.Transaction, key: bytes, value: Any, height: int) -> None:
+        if key.startswith(layout.BALANCE_PREFIX):
+            rest, db = key[len(layout.BALANCE_PREFIX):], self.dbs["hist_wallet"]
+        elif key.startswith(layout.HOLDING_PREFIX):
+            rest, db = key[len(layout.HOLDING_PREFIX):] + layout.SEP, self.dbs["hist_holding"]
+        else:
+            return
+        txn.put(rest + inverted_height(height), _U64.pack(0 if value is None else value[0]), db=db)
+
+    def balance_at(self, txn: lmdb.Transaction, history: str, prefix: bytes, height: int) -> int:
+        """The latest recorded balance under `prefix` at or before `height` (0 if none)."""
+        cursor = txn.cursor(db=self.dbs[history])
+        if cursor.set_range(prefix + inverted_height(height)) and cursor.key()[: len(prefix)] == prefix \
+                and len(cursor.key()) == len(prefix) + 8:
+            return _U64.unpack(cursor.value())[0]
+        return 0
+
+    def iter_prefix(self, txn: lmdb.Transaction, db_name: str, prefix: bytes,
+                    start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        cursor = txn.cursor(db=self.dbs[db_name])
+        if not cursor.set_range(start if start is not None and start > prefix else prefix):
+            return
+        for key, value in cursor:
+            if not key.startswith(prefix):
+                return
+            yield key, value
+
+    def clear_projections(self, txn: lmdb.Transaction) -> None:
+        for name in PROJECTION_DBS:
+            txn.drop(self.dbs[name], delete=False)
