@@ -1,0 +1,316 @@
+"""What each `secledger` subcommand does. Transactions are built and signed here, locally, with
+`ledger.client`; only signed bytes go to the node."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ledger.client import Signer, new_key
+from node.keys import KeyFileError, load_key, save_key
+from node.rpc.client import RpcClient, RpcError, RpcTransportError
+
+from . import testnet as testnet_module
+
+DEFAULT_RPC = os.environ.get("SECLEDGER_RPC", "http://127.0.0.1:26601/")
+
+
+class CliError(Exception):
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+# --- keys ----------------------------------------------------------------------------------------
+
+
+def keys_new(args: Any) -> dict[str, str]:
+    try:
+        save_key(args.file, new_key())
+    except KeyFileError as exc:
+        raise CliError(str(exc)) from None
+    return keys_show(args)
+
+
+def keys_show(args: Any) -> dict[str, str]:
+    try:
+        key = load_key(args.file)
+    except KeyFileError as exc:
+        raise CliError(str(exc)) from None
+    return {"file": str(args.file), "address": bytes(key.verify_key).hex()}
+
+
+def address(value: str) -> bytes:
+    """64 hex digits, or the path of a key file whose public key is meant."""
+    if len(value) == 64:
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            pass
+    if Path(value).exists():
+        try:
+            return bytes(load_key(value).verify_key)
+        except KeyFileError as exc:
+            raise CliError(str(exc)) from None
+    raise CliError(f"{value!r} is neither 64 hex digits nor a key file")
+
+
+# --- networks ----------------------------------------------------------------------------------------
+
+
+def testnet(args: Any) -> dict[str, Any]:
+    try:
+        nodes = testnet_module.generate(args.out, validators=args.validators, observers=args.observers,
+                                        port_base=args.port_base, chain_id=args.chain_id)
+    except (FileExistsError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    return {"dir": str(args.out), "nodes": [{"name": n.name, "mode": n.mode, "config": str(args.out / n.config_file),
+                                            "rpc": f"http://127.0.0.1:{n.rpc_port}/"} for n in nodes]}
+
+
+def start(args: Any) -> int:
+    from node.main import run
+
+    return run(str(args.config))
+
+
+def up(args: Any) -> int:
+    """Run every node of a local network as its own process until Ctrl-C (or SIGTERM)."""
+    directory: Path = args.dir
+    if not (directory / "genesis.toml").exists():
+        testnet_module.generate(directory, validators=args.validators, observers=args.observers,
+                                port_base=args.port_base)
+        print(f"generated a network of {args.validators} validators and {args.observers} observer(s) in {directory}/")
+    configs = sorted(directory.glob("*.toml"), key=lambda p: (not p.name.startswith("validator"), p.name))
+    configs = [c for c in configs if c.name != "genesis.toml"]
+    (directory / "logs").mkdir(exist_ok=True)
+    processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+    stopping = False
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    from node.config import load_config
+
+    try:
+        for config_path in configs:
+            config = load_config(config_path)
+            log_file = open(directory / "logs" / f"{config.node.moniker}.log", "ab")  # noqa: SIM115
+            process = subprocess.Popen([sys.executable, "-m", "cli.main", "start", "--config", str(config_path)],
+                                       stdout=log_file, stderr=log_file)
+            processes.append((config.node.moniker, process))
+            print(f"{config.node.moniker:<14} {config.node.mode:<10} rpc http://{config.rpc.listen}/  "
+                  f"log {directory}/logs/{config.node.moniker}.log")
+        print(f"admin key: {directory}/keys/admin.json   (Ctrl-C stops the network)")
+        while not stopping:
+            for name, process in processes:
+                if process.poll() is not None:
+                    print(f"{name} exited with code {process.returncode}; see its log", file=sys.stderr)
+                    stopping = True
+            time.sleep(0.2)
+    finally:
+        for _, process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for _, process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    print("network stopped")
+    return 0
+
+
+# --- transactions -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    help: str = ""
+    required: bool = True
+    action: str | None = None
+    default: Any = None
+    nargs: str | None = None
+
+
+@dataclass(frozen=True)
+class TxSpec:
+    name: str
+    help: str
+    args: tuple[Arg, ...]
+    build: Callable[[Signer, Any], bytes]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _agents(values: list[str] | None) -> dict[bytes, list[str]]:
+    agents: dict[bytes, list[str]] = {}
+    for value in values or []:
+        who, _, roles = value.partition("=")
+        if not roles:
+            raise CliError(f"--agent {value!r}: expected ADDRESS=role,role")
+        agents[address(who)] = sorted(roles.split(","))
+    return agents
+
+
+def _rules(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        rules = json.loads(text)
+    except ValueError as exc:
+        raise CliError(f"--rules: not JSON ({exc})") from None
+    if not isinstance(rules, dict):
+        raise CliError("--rules: expected a JSON object")
+    return rules
+
+
+A = address
+TX_SPECS: tuple[TxSpec, ...] = (
+    TxSpec("grant-role", "an administrator grants admin, claim_issuer or token_issuer",
+           (Arg("role"), Arg("account")), lambda s, a: s.grant_role(a.role, A(a.account))),
+    TxSpec("revoke-role", "an administrator revokes a role", (Arg("role"), Arg("account")),
+           lambda s, a: s.revoke_role(a.role, A(a.account))),
+    TxSpec("register-identity", "a claim issuer registers an investor identity with its wallets",
+           (Arg("identity"), Arg("wallet", nargs="+")),
+           lambda s, a: s.register_identity(a.identity, [A(w) for w in a.wallet])),
+    TxSpec("add-wallet", "a claim issuer adds a wallet to an identity", (Arg("identity"), Arg("wallet")),
+           lambda s, a: s.add_wallet(a.identity, A(a.wallet))),
+    TxSpec("grant-claim", "a claim issuer grants or renews a claim (kyc, accredited, country, investor_type)",
+           (Arg("identity"), Arg("topic"), Arg("value", required=False, default=""),
+            Arg("expires-at", help="unix time in seconds")),
+           lambda s, a: s.grant_claim(a.identity, a.topic, int(a.expires_at), a.value)),
+    TxSpec("revoke-claim", "a claim issuer revokes its claim", (Arg("identity"), Arg("topic")),
+           lambda s, a: s.revoke_claim(a.identity, a.topic)),
+    TxSpec("create-token", "a token issuer creates a token",
+           (Arg("symbol"), Arg("name"), Arg("decimals", required=False, default="0"),
+            Arg("paused", required=False, action="store_true", default=False),
+            Arg("rules", required=False, help='JSON, e.g. {"required_claims": ["kyc"], "holders_max": 2000}'),
+            Arg("agent", required=False, nargs="*", help="ADDRESS=role,role (supply, freeze, pause, "
+                                                         "force_transfer, recovery)")),
+           lambda s, a: s.create_token(a.symbol, a.name, decimals=int(a.decimals), paused=a.paused,
+                                       rules=_rules(a.rules), agents=_agents(a.agent))),
+    TxSpec("set-agent", "the token owner sets an agent's roles (none removes it)",
+           (Arg("token"), Arg("agent"), Arg("roles", required=False, default="")),
+           lambda s, a: s.set_agent(a.token, A(a.agent), [r for r in a.roles.split(",") if r])),
+    TxSpec("set-rules", "the token owner replaces the token's rules", (Arg("token"), Arg("rules")),
+           lambda s, a: s.set_rules(a.token, _rules(a.rules))),
+    TxSpec("issue", "an agent issues new units to a verified investor", (Arg("token"), Arg("to"), Arg("amount")),
+           lambda s, a: s.issue(a.token, A(a.to), int(a.amount))),
+    TxSpec("redeem", "an agent redeems units from a wallet", (Arg("token"), Arg("from"), Arg("amount")),
+           lambda s, a: s.redeem(a.token, A(getattr(a, "from")), int(a.amount))),
+    TxSpec("transfer", "a holder transfers units", (Arg("token"), Arg("to"), Arg("amount")),
+           lambda s, a: s.transfer(a.token, A(a.to), int(a.amount))),
+    TxSpec("force-transfer", "an agent moves units between wallets",
+           (Arg("token"), Arg("from"), Arg("to"), Arg("amount")),
+           lambda s, a: s.force_transfer(a.token, A(getattr(a, "from")), A(a.to), int(a.amount))),
+    TxSpec("freeze", "an agent freezes an address", (Arg("token"), Arg("address")),
+           lambda s, a: s.freeze(a.token, A(a.address))),
+    TxSpec("unfreeze", "an agent unfreezes an address", (Arg("token"), Arg("address")),
+           lambda s, a: s.unfreeze(a.token, A(a.address))),
+    TxSpec("freeze-partial", "an agent freezes part of a balance", (Arg("token"), Arg("address"), Arg("amount")),
+           lambda s, a: s.freeze_partial(a.token, A(a.address), int(a.amount))),
+    TxSpec("unfreeze-partial", "an agent unfreezes part of a balance", (Arg("token"), Arg("address"), Arg("amount")),
+           lambda s, a: s.unfreeze_partial(a.token, A(a.address), int(a.amount))),
+    TxSpec("pause", "an agent pauses holder transfers", (Arg("token"),), lambda s, a: s.pause(a.token)),
+    TxSpec("unpause", "an agent resumes holder transfers", (Arg("token"),), lambda s, a: s.unpause(a.token)),
+    TxSpec("recover", "an agent moves a lost wallet's holding to a new wallet of the same identity",
+           (Arg("token"), Arg("lost-wallet"), Arg("new-wallet")),
+           lambda s, a: s.recover(a.token, A(a.lost_wallet), A(a.new_wallet))),
+)
+
+
+def _client(url: str) -> RpcClient:
+    return RpcClient(url, timeout_ms=75_000)
+
+
+def _call(client: RpcClient, method: str, **params: Any) -> Any:
+    try:
+        return client.call_sync(method, **params)
+    except RpcError as exc:
+        detail = f" {json.dumps(exc.data)}" if exc.data else ""
+        raise CliError(f"{method}: {exc}{detail}") from None
+    except RpcTransportError as exc:
+        raise CliError(f"cannot reach the node at {client.url}: {exc}") from None
+
+
+def submit(args: Any) -> dict[str, Any]:
+    try:
+        key = load_key(args.key)
+    except KeyFileError as exc:
+        raise CliError(str(exc)) from None
+    client = _client(args.rpc)
+    status = _call(client, "chain_status")
+    nonce = _call(client, "account_nonce", address=bytes(key.verify_key).hex())["next_nonce"]
+    signer = Signer(key, status["chain_id"], nonce)
+    try:
+        raw = args.spec.build(signer, args)
+    except (ValueError, TypeError) as exc:
+        raise CliError(f"{args.spec.name}: {exc}") from None
+    submitted = _call(client, "tx_submit", tx=raw.hex())
+    if args.no_wait:
+        return submitted
+    result = _call(client, "tx_wait", hash=submitted["hash"], timeout_ms=30_000)
+    if result.get("status") == "rejected":
+        print(f"rejected: {result['code']} {result['reason']}", file=sys.stderr)
+    return result
+
+
+# --- queries -----------------------------------------------------------------------------------------
+
+QUERY_SPECS: tuple[tuple[str, str, tuple[tuple[str, str, bool], ...]], ...] = (
+    ("status", "the node's chain status", ()),
+    ("block", "a block with its certificate", (("height", "block height", True),)),
+    ("validators", "the validator set", ()),
+    ("evidence", "evidence of double signing", ()),
+    ("token", "a token's terms, rules, supply and holders count", (("token", "symbol", True),)),
+    ("balance", "a wallet's balance", (("token", "symbol", True), ("address", "address or key file", True),
+                                      ("height", "at this past height", False))),
+    ("holders", "a token's holders", (("token", "symbol", True), ("height", "at this past height", False),
+                                      ("after", "page after this identity", False), ("limit", "page size", False))),
+    ("identity", "an identity and its claims", (("identity", "identity id", True),)),
+    ("tx", "a transaction's status and events", (("hash", "transaction hash", True),)),
+    ("events", "events by token, address, kind, heights", (
+        ("token", "symbol", False), ("address", "address or key file", False), ("kind", "event kind", False),
+        ("from_height", "first height", False), ("to_height", "last height", False),
+        ("after", "cursor of the previous page", False), ("limit", "page size", False))),
+    ("compliance", "would this transfer pass? the exact code", (
+        ("token", "symbol", True), ("sender", "address or key file", True),
+        ("receiver", "address or key file", True), ("amount", "amount in base units", True))),
+    ("nonce", "an account's next nonce", (("address", "address or key file", True),)),
+)
+
+_QUERY_METHODS = {"status": "chain_status", "block": "block_get", "validators": "validators_list",
+                  "evidence": "evidence_list", "token": "token_get", "balance": "token_balance",
+                  "holders": "token_holders", "identity": "identity_get", "tx": "tx_get",
+                  "events": "events_query", "compliance": "compliance_check", "nonce": "account_nonce"}
+_INTEGER_PARAMS = {"height", "limit", "from_height", "to_height", "amount"}
+_ADDRESS_PARAMS = {"address", "sender", "receiver"}
+
+
+def query(args: Any) -> Any:
+    params: dict[str, Any] = {}
+    for name, _, _ in dict((q[0], q) for q in QUERY_SPECS)[args.query_name][2]:
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if name in _INTEGER_PARAMS:
+            try:
+                value = int(value)
+            except ValueError:
+                raise CliError(f"{name}: expected an integer") from None
+        elif name in _ADDRESS_PARAMS:
+            value = address(value).hex()
+        params[name] = value
+    return _call(_client(args.rpc), _QUERY_METHODS[args.query_name], **params)

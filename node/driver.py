@@ -1,0 +1,257 @@
+"""The consensus driver: the only code that touches the Tendermint core.
+
+It feeds the core peers' proposals and votes and its own timeouts, and carries out the actions the
+core returns, in order: persist the double-sign guard (fsync) before anything it signed leaves,
+broadcast, schedule timeouts, build a proposal from the mempool, judge proposed blocks through the
+ledger, and apply decided blocks. Everything runs on the event loop, one step at a time, so the
+core never sees two inputs at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from consensus.actions import (
+    Action,
+    Broadcast,
+    Decide,
+    PersistSignState,
+    ReportEvidence,
+    RequestProposal,
+    ScheduleTimeout,
+    ValidateBlock,
+)
+from consensus.certificate import CommitCertificate
+from consensus.core import TendermintCore
+from consensus.messages import Proposal, encode_message
+from consensus.validators import ValidatorSet
+from ledger import Block, BlockResult, InvalidBlock, Ledger
+
+from . import wire
+from .evidence_pool import EvidencePool
+from .mempool import Mempool
+from .sign_guard import SignStateFile
+
+log = logging.getLogger("secledger.consensus")
+
+#: Proposed blocks kept for the current and next height, waiting for their proposal or decision.
+CANDIDATE_BLOCKS_MAX: int = 64
+#: How far ahead of this node's clock a proposed block's time may be before we prevote nil.
+CLOCK_DRIFT_MAX_MS: int = 10_000
+#: Own messages of the current height re-sent when the height does not move (lost on a cut link).
+OWN_MESSAGES_MAX: int = 16
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class BlockLimits:
+    txs_max: int
+    bytes_max: int
+
+
+class ConsensusDriver:
+    def __init__(
+        self,
+        *,
+        core: TendermintCore,
+        ledger: Ledger,
+        mempool: Mempool,
+        validators: ValidatorSet,
+        proposer_key: bytes,
+        sign_state_file: SignStateFile,
+        evidence: EvidencePool,
+        broadcast: Callable[[bytes], None],
+        on_commit: Callable[[BlockResult, Block], None],
+        on_halt: Callable[[str], None],
+        request_missing_block: Callable[[int], None],
+        limits: BlockLimits,
+        timeout_commit_ms: int,
+    ) -> None:
+        self.core = core
+        self.ledger = ledger
+        self.mempool = mempool
+        self.validators = validators
+        self.proposer_key = proposer_key
+        self.sign_state_file = sign_state_file
+        self.evidence = evidence
+        self._broadcast = broadcast
+        self._on_commit = on_commit
+        self._on_halt = on_halt
+        self._request_missing_block = request_missing_block
+        self.limits = limits
+        self.timeout_commit_ms = timeout_commit_ms
+        self._blocks: OrderedDict[bytes, Block] = OrderedDict()
+        self._awaiting: dict[bytes, int] = {}  # block id -> height of a ValidateBlock not yet answered
+        self._own: list[bytes] = []  # wire messages we signed at this height, for re-sending
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._next_height_timer: asyncio.TimerHandle | None = None
+        self.stopped = False
+        self.decided_without_block: tuple[int, bytes] | None = None
+
+    # --- start / stop ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._run(self.core.start())
+
+    def stop(self) -> None:
+        self.stopped = True
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        if self._next_height_timer is not None:
+            self._next_height_timer.cancel()
+
+    # --- inputs ------------------------------------------------------------------------------------
+
+    def on_consensus_message(self, data: bytes) -> None:
+        if not self.stopped:
+            self._run(self.core.receive_bytes(data))
+
+    def on_proposal_block(self, data: bytes) -> None:
+        """A proposer's block; judge it at once if the core is waiting on it."""
+        try:
+            block = Block.decode(data)
+        except InvalidBlock as exc:
+            log.info("dropped an undecodable proposal block: %s", exc)
+            return
+        if block.height not in (self.core.height, self.core.height + 1):
+            return
+        self._remember(block)
+        if block.hash in self._awaiting and not self.stopped:
+            height = self._awaiting.pop(block.hash)
+            self._run(self.core.block_validity(height, block.hash, self._judge(block)))
+
+    def own_messages(self) -> list[bytes]:
+        return list(self._own)
+
+    def catch_up(self) -> None:
+        """Block sync applied blocks past the core's height: move the core to the next height."""
+        target = self.ledger.tip.height + 1
+        if target > self.core.height and not self.stopped:
+            self.decided_without_block = None
+            self._enter_height(target)
+
+    # --- carrying out actions ----------------------------------------------------------------------
+
+    def _run(self, actions: list[Action]) -> None:
+        for action in actions:
+            if self.stopped:
+                return
+            match action:
+                case PersistSignState(state):
+                    self.sign_state_file.save(state)
+                case Broadcast(message):
+                    self._send(message)
+                case ScheduleTimeout(height, round_, step, duration_ms):
+                    self._schedule(duration_ms / 1000, self._timeout, height, round_, step)
+                case RequestProposal(height, round_):
+                    self._propose(height, round_)
+                case ValidateBlock(height, _round, block_id):
+                    self._validate(height, block_id)
+                case Decide(height, _round, block_id, certificate):
+                    self._decide(height, block_id, certificate)
+                case ReportEvidence(evidence):
+                    if self.evidence.add(evidence):
+                        log.warning("evidence: validator %s signed conflicting messages at height %d",
+                                    evidence.validator.hex(), evidence.height)
+
+    def _send(self, message: object) -> None:
+        frames = []
+        if isinstance(message, Proposal):
+            block = self._blocks.get(message.block_id)
+            if block is not None:
+                frames.append(wire.encode(wire.ProposalBlock(block.encode())))
+        frames.append(wire.encode(wire.ConsensusMessage(encode_message(message))))
+        for frame in frames:
+            self._broadcast(frame)
+        self._own.extend(frames)
+        del self._own[:-OWN_MESSAGES_MAX]
+
+    def _schedule(self, delay_s: float, callback: Callable[..., None], *args: object) -> None:
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            callback(*args)
+
+        handle = loop.call_later(delay_s, fire)
+        self._timers.add(handle)
+
+    def _timeout(self, height: int, round_: int, step: object) -> None:
+        if not self.stopped:
+            self._run(self.core.on_timeout(height, round_, step))
+
+    def _propose(self, height: int, round_: int) -> None:
+        if height != self.ledger.tip.height + 1:
+            return  # the ledger is not at the height below; sync will move us
+        txs = self.mempool.reap(txs_max=self.limits.txs_max, bytes_max=self.limits.bytes_max)
+        block = self.ledger.build_block(txs, time_ms=now_ms(), proposer=self.proposer_key)
+        self._remember(block)
+        self._run(self.core.propose(height, round_, block.hash))
+
+    def _validate(self, height: int, block_id: bytes) -> None:
+        block = self._blocks.get(block_id)
+        if block is None:
+            self._awaiting[block_id] = height  # answered when the block arrives
+            return
+        self._run(self.core.block_validity(height, block_id, self._judge(block)))
+
+    def _judge(self, block: Block) -> bool:
+        if block.header.time_ms > now_ms() + CLOCK_DRIFT_MAX_MS:
+            log.info("block %s is too far in the future", block.hash.hex()[:12])
+            return False
+        try:
+            self.ledger.validate_block(block, verified=self.mempool)
+        except InvalidBlock as exc:
+            log.warning("proposed block %s at height %d is invalid: %s", block.hash.hex()[:12], block.height, exc)
+            return False
+        return True
+
+    def _decide(self, height: int, block_id: bytes, certificate: CommitCertificate) -> None:
+        if height <= self.ledger.tip.height:
+            return  # block sync got there first
+        block = self._blocks.get(block_id)
+        if block is None:
+            # Decided from others' precommits without the block: fetch it, certified, from a peer.
+            self.decided_without_block = (height, block_id)
+            self._request_missing_block(height)
+            return
+        self.commit(block, certificate.encode())
+
+    def commit(self, block: Block, certificate: bytes) -> BlockResult | None:
+        """Apply a decided block; on a divergence, halt loudly rather than go on."""
+        try:
+            result = self.ledger.apply_block(block, certificate, verified=self.mempool)
+        except Exception as exc:  # StateRootMismatch, InvalidBlock of a certified block, disk errors
+            self._on_halt(f"cannot apply certified block {block.height}: {type(exc).__name__}: {exc}")
+            return None
+        self._on_commit(result, block)
+        self._schedule_next_height()
+        return result
+
+    def _schedule_next_height(self) -> None:
+        if self._next_height_timer is not None:
+            self._next_height_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._next_height_timer = loop.call_later(self.timeout_commit_ms / 1000, self.catch_up)
+
+    def _enter_height(self, height: int) -> None:
+        self._own.clear()
+        self._awaiting.clear()
+        for block_id in [k for k, b in self._blocks.items() if b.height < height]:
+            del self._blocks[block_id]
+        self._run(self.core.start_height(height, self.validators))
+
+    def _remember(self, block: Block) -> None:
+        self._blocks[block.hash] = block
+        while len(self._blocks) > CANDIDATE_BLOCKS_MAX:
+            self._blocks.popitem(last=False)

@@ -1,0 +1,165 @@
+"""The mempool: transactions admitted but not yet in a block, bounded in count and bytes.
+
+Admission decodes the transaction (canonical form, size, chain id, signature), checks its nonce
+against the committed state plus everything already pending, and dry-runs the rules on that same
+pending state, so a client hears at once why a transfer would fail. Each admitted transaction is
+executed onto a pending overlay of the state; after every commit the overlay is rebuilt from the
+new state and the transactions that remain. Every refusal names its reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Iterable
+
+import lmdb
+
+from ledger import Ledger, Transaction, decode_transaction, layout
+from ledger import errors as ledger_errors
+from ledger.execution import dry_run, execute_transaction
+from ledger.reasons import Outcome
+from ledger.state import State
+
+#: Default bounds; the node's config overrides them.
+TXS_MAX: int = 20_000
+BYTES_MAX: int = 64 * 1024 * 1024
+
+_DECODE_REASONS: tuple[tuple[type[Exception], str], ...] = (
+    (ledger_errors.TransactionTooLarge, "too_large"),
+    (ledger_errors.NonCanonicalEncoding, "non_canonical"),
+    (ledger_errors.IntegerOutOfBounds, "integer_out_of_bounds"),
+    (ledger_errors.UnknownKind, "unknown_kind"),
+    (ledger_errors.InvalidBody, "invalid_body"),
+    (ledger_errors.WrongChain, "wrong_chain"),
+    (ledger_errors.BadSignature, "bad_signature"),
+    (ledger_errors.MalformedTransaction, "malformed"),
+)
+
+REFUSAL_REASONS: tuple[str, ...] = tuple(name for _, name in _DECODE_REASONS) + (
+    "stale_nonce", "nonce_gap", "already_committed", "duplicate", "full", "rule",
+)
+
+
+class MempoolRefusal(Exception):
+    """Why a transaction was not admitted. `reason` is one of `REFUSAL_REASONS`; a refusal by the
+    rules carries the `outcome` (reason code) that execution would give."""
+
+    def __init__(self, reason: str, message: str, outcome: Outcome | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.outcome = outcome
+
+
+class Mempool:
+    def __init__(self, ledger: Ledger, *, txs_max: int = TXS_MAX, bytes_max: int = BYTES_MAX) -> None:
+        self.ledger = ledger
+        self.txs_max = txs_max
+        self.bytes_max = bytes_max
+        self._pending: OrderedDict[bytes, Transaction] = OrderedDict()
+        self._bytes = 0
+        self._txn: lmdb.Transaction | None = None
+        self._overlay = self._fresh_overlay()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __contains__(self, tx_hash: object) -> bool:
+        return tx_hash in self._pending
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def close(self) -> None:
+        if self._txn is not None:
+            self._txn.abort()
+            self._txn = None
+
+    def add(self, raw: bytes, *, check_rules: bool = True) -> Transaction:
+        """Admit `raw` or raise `MempoolRefusal`. Transactions gossiped by peers are admitted with
+        `check_rules=False`: a rule refusal is still recorded on chain, and the peer's view decides."""
+        digest = hashlib.sha256(raw).digest()
+        if digest in self._pending:
+            raise MempoolRefusal("duplicate", "already in the mempool")
+        if len(self._pending) >= self.txs_max or self._bytes + len(raw) > self.bytes_max:
+            raise MempoolRefusal("full", f"mempool full ({len(self._pending)} transactions, {self._bytes} bytes)")
+        try:
+            tx = decode_transaction(raw, chain_id=self.ledger.chain_id)
+        except ledger_errors.InvalidTransaction as exc:
+            raise MempoolRefusal(_decode_reason(exc), str(exc)) from None
+        expected = self._overlay.get(layout.nonce(tx.signer), 0)
+        if tx.nonce < expected:
+            if self._committed(tx.hash):
+                raise MempoolRefusal("already_committed", "this transaction is already in a block")
+            raise MempoolRefusal("stale_nonce", f"nonce {tx.nonce} already used; next is {expected}")
+        if tx.nonce > expected:
+            raise MempoolRefusal("nonce_gap", f"nonce {tx.nonce} skips ahead; next is {expected}")
+        if check_rules:
+            outcome = self._dry_run(tx)
+            if not outcome.ok:
+                raise MempoolRefusal("rule", f"the rules refuse it: {outcome}", outcome)
+        self._execute(tx)
+        self._pending[tx.hash] = tx
+        self._bytes += len(raw)
+        return tx
+
+    def reap(self, *, txs_max: int, bytes_max: int) -> tuple[bytes, ...]:
+        """Transactions for the next block, in admission order (so each signer's nonces ascend)."""
+        out: list[bytes] = []
+        size = 0
+        for tx in self._pending.values():
+            if len(out) >= txs_max or size + len(tx.raw) > bytes_max:
+                break
+            out.append(tx.raw)
+            size += len(tx.raw)
+        return tuple(out)
+
+    def update(self, committed: Iterable[bytes]) -> None:
+        """After a block: drop what it included, then rebuild the pending state over the new tip;
+        a remaining transaction whose nonce no longer fits is dropped."""
+        for tx_hash in committed:
+            tx = self._pending.pop(tx_hash, None)
+            if tx is not None:
+                self._bytes -= len(tx.raw)
+        self._overlay = self._fresh_overlay()
+        for tx_hash, tx in list(self._pending.items()):
+            if self._overlay.get(layout.nonce(tx.signer), 0) != tx.nonce:
+                del self._pending[tx_hash]
+                self._bytes -= len(tx.raw)
+                continue
+            self._execute(tx)
+
+    def pending_nonce(self, address: bytes) -> int:
+        """The nonce `address` should sign with next: committed ones plus those pending here."""
+        return self._overlay.get(layout.nonce(address), 0)
+
+    def pending_hashes(self) -> list[bytes]:
+        return list(self._pending)
+
+    # --- private --------------------------------------------------------------------------------
+
+    def _fresh_overlay(self) -> State:
+        self.close()
+        self._txn = self.ledger.store.read()
+        return self.ledger.store.state_over(self._txn)
+
+    def _time_s(self) -> int:
+        return self.ledger.tip.time_ms // 1000
+
+    def _dry_run(self, tx: Transaction) -> Outcome:
+        return dry_run(self._overlay, tx, time_s=self._time_s(), height=self.ledger.tip.height + 1)
+
+    def _execute(self, tx: Transaction) -> None:
+        execute_transaction(self._overlay, tx, time_s=self._time_s(), height=self.ledger.tip.height + 1)
+
+    def _committed(self, tx_hash: bytes) -> bool:
+        with self.ledger.store.read() as txn:
+            return txn.get(tx_hash, db=self.ledger.store.dbs["txs"]) is not None
+
+
+def _decode_reason(exc: Exception) -> str:
+    for kind, name in _DECODE_REASONS:
+        if isinstance(exc, kind):
+            return name
+    return "malformed"

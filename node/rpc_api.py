@@ -1,0 +1,231 @@
+"""The node's JSON-RPC methods: each declared once, with its params' schemas, its handler and the
+errors it may raise. The same declarations dispatch calls and generate `rpc.discover`.
+
+Binary values (addresses, hashes, keys) travel as lower-case hex; amounts as JSON integers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from ledger import NotFound as LedgerNotFound
+from ledger import queries
+from ledger.events import EVENT_KINDS
+from ledger.kinds import AMOUNT_MAX
+
+from .mempool import MempoolRefusal
+from .rpc import ErrorCode, MempoolRefused, MethodRegistry, NotFound, Param, RpcMethod, Topic, TxRejected
+
+if TYPE_CHECKING:
+    from .service import Node
+
+#: Longest a `tx_wait` may wait.
+TX_WAIT_MS_MAX: int = 60_000
+
+HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "32 bytes as lower-case hex"}
+HEIGHT = {"type": "integer", "minimum": 0, "maximum": 2**62}
+SYMBOL = {"type": "string", "pattern": "^[A-Z0-9][A-Z0-9.\\-]{0,15}$"}
+IDENTITY = {"type": "string", "pattern": "^[A-Za-z0-9._:\\-]{1,64}$"}
+AMOUNT = {"type": "integer", "minimum": 1, "maximum": AMOUNT_MAX}
+LIMIT = {"type": "integer", "minimum": 1, "maximum": queries.PAGE_LIMIT_MAX}
+OBJECT = {"type": "object"}
+
+
+def jsonable(value: Any) -> Any:
+    """Bytes to hex, tuples to lists, recursively: what JSON can carry."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def _not_found(exc: LedgerNotFound) -> NotFound:
+    return NotFound(str(exc))
+
+
+def build_registry(node: Node) -> MethodRegistry:
+    registry = MethodRegistry(title="secledger node", version="0.1.0")
+    ledger = lambda: node.ledger  # noqa: E731 - read at call time
+
+    # --- transactions ------------------------------------------------------------------------------
+
+    async def tx_submit(tx: str) -> dict[str, Any]:
+        try:
+            raw = bytes.fromhex(tx)
+        except ValueError:
+            raise MempoolRefused("malformed: tx is not hex") from None
+        try:
+            admitted = node.submit(raw)
+        except MempoolRefusal as refusal:
+            if refusal.outcome is not None:
+                raise TxRejected(f"0x{refusal.outcome.code:02x}", refusal.outcome.reason) from None
+            raise MempoolRefused(f"{refusal.reason}: {refusal}") from None
+        return {"hash": admitted.hash.hex(), "status": "pending"}
+
+    async def tx_get(hash: str) -> dict[str, Any]:
+        digest = bytes.fromhex(hash)
+        try:
+            return jsonable(_receipt(queries.transaction(ledger(), digest)))
+        except LedgerNotFound:
+            if digest in node.mempool:
+                return {"hash": hash, "status": "pending"}
+            raise NotFound(f"transaction {hash}") from None
+
+    async def tx_wait(hash: str, timeout_ms: int = 10_000) -> dict[str, Any]:
+        digest = bytes.fromhex(hash)
+        try:
+            return jsonable(_receipt(queries.transaction(ledger(), digest)))
+        except LedgerNotFound:
+            pass
+        try:
+            await asyncio.wait_for(node.wait_for_tx(digest), timeout_ms / 1000)
+        except TimeoutError:
+            status = "pending" if digest in node.mempool else "unknown"
+            return {"hash": hash, "status": status}
+        return jsonable(_receipt(queries.transaction(ledger(), digest)))
+
+    registry.add(RpcMethod("tx_submit", "Submit a signed transaction (hex of its canonical bytes).",
+                           (Param("tx", {"type": "string", "pattern": "^([0-9a-f]{2})+$", "maxLength": 40_000},
+                                  description="signed transaction bytes, hex"),),
+                           {"type": "object"}, tx_submit, write=True,
+                           errors=(ErrorCode.TX_REJECTED, ErrorCode.MEMPOOL_REFUSED)))
+    registry.add(RpcMethod("tx_get", "A transaction's status: pending, committed or rejected (with reason).",
+                           (Param("hash", HEX32),), OBJECT, tx_get, errors=(ErrorCode.NOT_FOUND,)))
+    registry.add(RpcMethod("tx_wait", "Wait until a transaction is in a block, or the timeout passes.",
+                           (Param("hash", HEX32),
+                            Param("timeout_ms", {"type": "integer", "minimum": 1, "maximum": TX_WAIT_MS_MAX},
+                                  required=False)),
+                           OBJECT, tx_wait))
+
+    # --- chain ---------------------------------------------------------------------------------------
+
+    async def chain_status() -> dict[str, Any]:
+        return jsonable(node.status())
+
+    async def block_get(height: int) -> dict[str, Any]:
+        try:
+            return jsonable(node.describe_block(height))
+        except LedgerNotFound as exc:
+            raise _not_found(exc) from None
+
+    async def validators_list() -> list[dict[str, Any]]:
+        return [{"name": v.name, "validator_key": v.validator_key.hex(), "node_key": v.node_key.hex(),
+                 "power": v.power} for v in node.genesis.validators]
+
+    async def evidence_list() -> list[dict[str, Any]]:
+        return node.evidence.describe()
+
+    async def account_nonce(address: str) -> dict[str, Any]:
+        return {"address": address, "next_nonce": node.next_nonce(bytes.fromhex(address)),
+                "committed_nonce": queries.nonce(ledger(), bytes.fromhex(address))}
+
+    registry.add(RpcMethod("chain_status", "Height, last block, state root, peers and sync state of this node.",
+                           (), OBJECT, chain_status))
+    registry.add(RpcMethod("block_get", "A committed block with its commit certificate.",
+                           (Param("height", HEIGHT),), OBJECT, block_get, errors=(ErrorCode.NOT_FOUND,)))
+    registry.add(RpcMethod("validators_list", "The validator set from the genesis.", (),
+                           {"type": "array"}, validators_list))
+    registry.add(RpcMethod("evidence_list", "Evidence of validators that signed conflicting messages.", (),
+                           {"type": "array"}, evidence_list))
+    registry.add(RpcMethod("account_nonce", "The next nonce an account should sign with (pending included).",
+                           (Param("address", HEX32),), OBJECT, account_nonce))
+
+    # --- tokens, identities, events ------------------------------------------------------------------
+
+    async def token_get(token: str) -> dict[str, Any]:
+        try:
+            return jsonable(queries.token_info(ledger(), token))
+        except LedgerNotFound as exc:
+            raise _not_found(exc) from None
+
+    async def token_balance(token: str, address: str, height: int | None = None) -> dict[str, Any]:
+        try:
+            return jsonable(queries.balance(ledger(), token, bytes.fromhex(address), height))
+        except LedgerNotFound as exc:
+            raise _not_found(exc) from None
+
+    async def token_holders(token: str, height: int | None = None, after: str | None = None,
+                            limit: int = 100) -> dict[str, Any]:
+        try:
+            return jsonable(queries.holders(ledger(), token, height=height, after=after, limit=limit))
+        except LedgerNotFound as exc:
+            raise _not_found(exc) from None
+
+    async def identity_get(identity: str | None = None, address: str | None = None) -> dict[str, Any]:
+        if identity is None:
+            if address is None:
+                raise NotFound("give an identity or an address")
+            identity = queries.wallet_identity(ledger(), bytes.fromhex(address))
+            if identity is None:
+                raise NotFound(f"no identity owns wallet {address}")
+        try:
+            return jsonable(queries.identity(ledger(), identity))
+        except LedgerNotFound as exc:
+            raise _not_found(exc) from None
+
+    async def events_query(token: str | None = None, address: str | None = None, kind: str | None = None,
+                           from_height: int = 0, to_height: int | None = None, after: str | None = None,
+                           limit: int = 100) -> dict[str, Any]:
+        try:
+            page = queries.events(ledger(), token=token, address=bytes.fromhex(address) if address else None,
+                                  kind=kind, from_height=from_height, to_height=to_height,
+                                  after=bytes.fromhex(after) if after else None, limit=limit)
+        except LedgerNotFound as exc:
+            raise _not_found(exc) from None
+        return jsonable(page)
+
+    async def compliance_check(token: str, sender: str, receiver: str, amount: int) -> dict[str, Any]:
+        outcome = ledger().compliance_check(token, bytes.fromhex(sender), bytes.fromhex(receiver), amount)
+        return {"ok": outcome.ok, "code": f"0x{outcome.code:02x}", "reason": outcome.reason}
+
+    registry.add(RpcMethod("token_get", "A token: terms, rules, agents, supply and holder count.",
+                           (Param("token", SYMBOL),), OBJECT, token_get, errors=(ErrorCode.NOT_FOUND,)))
+    registry.add(RpcMethod("token_balance", "A wallet's balance, now (with frozen and free parts) or at a height.",
+                           (Param("token", SYMBOL), Param("address", HEX32), Param("height", HEIGHT, required=False)),
+                           OBJECT, token_balance, errors=(ErrorCode.NOT_FOUND,)))
+    registry.add(RpcMethod("token_holders", "Holders by identity with balances, now or at a height, paginated.",
+                           (Param("token", SYMBOL), Param("height", HEIGHT, required=False),
+                            Param("after", IDENTITY, required=False), Param("limit", LIMIT, required=False)),
+                           OBJECT, token_holders, errors=(ErrorCode.NOT_FOUND,)))
+    registry.add(RpcMethod("identity_get", "An identity's wallets and claims (by id, or by one of its wallets).",
+                           (Param("identity", IDENTITY, required=False), Param("address", HEX32, required=False)),
+                           OBJECT, identity_get, errors=(ErrorCode.NOT_FOUND,)))
+    registry.add(RpcMethod("events_query", "Events filtered by token, address, kind and height range, paginated.",
+                           (Param("token", SYMBOL, required=False), Param("address", HEX32, required=False),
+                            Param("kind", {"type": "string", "enum": list(EVENT_KINDS)}, required=False),
+                            Param("from_height", HEIGHT, required=False), Param("to_height", HEIGHT, required=False),
+                            Param("after", {"type": "string", "pattern": "^[0-9a-f]{32}$"}, required=False),
+                            Param("limit", LIMIT, required=False)),
+                           OBJECT, events_query, errors=(ErrorCode.NOT_FOUND,)))
+    registry.add(RpcMethod("compliance_check", "Dry run of a transfer: the exact code execution would give.",
+                           (Param("token", SYMBOL), Param("sender", HEX32), Param("receiver", HEX32),
+                            Param("amount", AMOUNT)), OBJECT, compliance_check))
+
+    # --- subscriptions -------------------------------------------------------------------------------
+
+    registry.add_topic(Topic("blocks", "Every committed block: height, hash, state root, tx count.",
+                             {"type": "object", "properties": {}, "additionalProperties": False},
+                             {"type": "object"}))
+    registry.add_topic(Topic("events", "Events of committed blocks, filtered by token, address and kind.",
+                             {"type": "object", "properties": {
+                                 "token": SYMBOL, "address": HEX32,
+                                 "kind": {"type": "string", "enum": list(EVENT_KINDS)}},
+                              "additionalProperties": False},
+                             {"type": "object"}))
+    return registry
+
+
+def event_matches(filter: dict[str, Any], event: dict[str, Any]) -> bool:
+    if "token" in filter and event.get("token") != filter["token"]:
+        return False
+    if "kind" in filter and event.get("kind") != filter["kind"]:
+        return False
+    return not ("address" in filter and filter["address"] not in event.get("addresses", ()))
+
+
+def _receipt(tx: dict[str, Any]) -> dict[str, Any]:
+    return {**tx, "code": f"0x{tx['code']:02x}"}

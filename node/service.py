@@ -1,0 +1,296 @@
+"""A secledger node: the ledger, consensus, mempool, peer links, block sync and JSON-RPC, wired
+together on one asyncio loop.
+
+Start-up is a stack (ledger, mempool, peers, consensus or observer, RPC) and shutdown runs it in
+reverse: stop accepting RPC, stop consensus and sync, close peer links, close the store. Every
+commit goes through `_on_commit`, which updates the mempool, wakes `tx_wait` callers, publishes to
+subscribers and tells peers our new height.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from consensus.certificate import CommitCertificate
+from consensus.core import TendermintCore
+from consensus.signing import Signer as ConsensusSigner
+from consensus.timeouts import TimeoutConfig
+from consensus.validators import Validator, ValidatorSet
+from ledger import Block, BlockResult, Ledger, Transaction, queries
+
+from . import wire
+from .blocksync import BlockSync
+from .config import NodeConfig
+from .driver import BlockLimits, ConsensusDriver
+from .evidence_pool import EvidencePool
+from .genesis_file import load_genesis
+from .keys import load_key
+from .mempool import Mempool
+from .p2p import PeerAddress, PeerConfig, PeerManager
+from .rpc import RpcServer
+from .rpc_api import build_registry, event_matches, jsonable
+from .sign_guard import SignStateFile
+
+log = logging.getLogger("secledger.node")
+
+#: How often a node tells its peers its height, and re-sends its own votes of a stuck height.
+STATUS_INTERVAL_S: float = 1.0
+#: How often admitted transactions are gossiped to peers, in one batch.
+GOSSIP_INTERVAL_S: float = 0.02
+#: RPC calls may take this long (tx_wait waits up to a minute).
+RPC_CALL_TIMEOUT_MS: int = 70_000
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.genesis = load_genesis(config.node.genesis_file)
+        self.chain_id = self.genesis.chain_id
+        self.observer = config.node.mode == "observer"
+        self.node_key = load_key(config.node.node_key_file)
+        self.validator_key = None if self.observer else load_key(config.node.validator_key_file)
+        self.validators = ValidatorSet(Validator(v.validator_key, v.power) for v in self.genesis.validators)
+        self.observer_keys = frozenset(o.node_key for o in self.genesis.observers) | frozenset(
+            bytes.fromhex(k) for k in config.p2p.allowed_keys)
+        home = Path(config.node.home)
+        home.mkdir(parents=True, exist_ok=True)
+        self.ledger = Ledger.open(str(home / "store"), self.genesis)
+        self.mempool = Mempool(self.ledger, txs_max=config.mempool.txs_max, bytes_max=config.mempool.bytes_max)
+        self.evidence = EvidencePool(home / "evidence.log")
+        self.halted: str | None = None
+        self._gossip: list[bytes] = []
+        self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_status_height = -1
+        block_bytes_max = config.consensus.block_bytes_max
+        message_bytes_max = max(config.p2p.frame_bytes_max, block_bytes_max + (1 << 20))
+        self.peers = PeerManager(
+            self.node_key,
+            allowed_keys=self.genesis.node_keys | self.observer_keys,
+            on_message=self._on_peer_message,
+            persistent_peers=[PeerAddress(bytes.fromhex(p.node_key), p.address.host, p.address.port)
+                              for p in config.p2p.peers],
+            on_peer_up=self._on_peer_up,
+            on_peer_down=self._on_peer_down,
+            config=PeerConfig(message_bytes_max=message_bytes_max,
+                              send_queue_bytes_max=max(32 << 20, 2 * message_bytes_max),
+                              dial_backoff_max_ms=config.p2p.dial_backoff_max_ms),
+        )
+        self.sync = BlockSync(ledger=self.ledger, validators=self.validators, send=self.peers.send,
+                              apply=self._apply_synced, on_caught_up=self._on_caught_up, on_halt=self.halt,
+                              response_bytes_max=message_bytes_max - (64 << 10))
+        self.driver: ConsensusDriver | None = None
+        if not self.observer:
+            self.driver = self._build_driver(home)
+        self.rpc = RpcServer(build_registry(self), host=config.rpc.listen.host, port=config.rpc.listen.port,
+                             request_bytes_max=config.rpc.request_bytes_max,
+                             batch_length_max=config.rpc.batch_length_max, read_only=self.observer,
+                             call_timeout_ms=RPC_CALL_TIMEOUT_MS)
+
+    def _build_driver(self, home: Path) -> ConsensusDriver:
+        assert self.validator_key is not None
+        sign_state_file = SignStateFile(home / "sign_state.bin")
+        signer = ConsensusSigner(self.validator_key, self.chain_id, sign_state_file.load())
+        c = self.config.consensus
+        timeouts = TimeoutConfig(propose_ms=c.timeout_propose_ms, propose_delta_ms=c.timeout_propose_delta_ms,
+                                 prevote_ms=c.timeout_prevote_ms, prevote_delta_ms=c.timeout_prevote_delta_ms,
+                                 precommit_ms=c.timeout_precommit_ms,
+                                 precommit_delta_ms=c.timeout_precommit_delta_ms, cap_ms=c.timeout_round_max_ms)
+        core = TendermintCore(self.chain_id, self.validators, signer, self.ledger.tip.height + 1, timeouts)
+        return ConsensusDriver(
+            core=core, ledger=self.ledger, mempool=self.mempool, validators=self.validators,
+            proposer_key=bytes(self.validator_key.verify_key), sign_state_file=sign_state_file,
+            evidence=self.evidence, broadcast=self._broadcast_to_validators, on_commit=self._on_commit,
+            on_halt=self.halt, request_missing_block=lambda _height: self.sync.kick(),
+            limits=BlockLimits(c.block_txs_max, c.block_bytes_max), timeout_commit_ms=c.timeout_commit_ms)
+
+    # --- start / stop ----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.peers.start()
+        await self.peers.listen(self.config.p2p.listen.host, self.config.p2p.listen.port)
+        await self.rpc.start()
+        if self.driver is not None:
+            self.driver.start()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._status_loop(), name="status"),
+                       loop.create_task(self._gossip_loop(), name="gossip")]
+        log.info("%s %s started at height %d: p2p %s:%d, rpc %s", self.config.node.mode,
+                 self.config.node.moniker, self.ledger.tip.height, self.config.p2p.listen.host,
+                 self.peers.listen_port, self.rpc.url)
+
+    async def stop(self) -> None:
+        await self.rpc.stop()
+        if self.driver is not None:
+            self.driver.stop()
+        self.sync.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.peers.stop()
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.cancel()
+        self.mempool.close()
+        self.ledger.close()
+        log.info("%s stopped at height %d", self.config.node.moniker, self.ledger.tip.height)
+
+    def halt(self, reason: str) -> None:
+        """Stop taking part: this node's state cannot be trusted to match the chain. Reads go on."""
+        if self.halted is None:
+            self.halted = reason
+            log.critical("HALTED: %s", reason)
+            if self.driver is not None:
+                self.driver.stop()
+            self.sync.stop()
+
+    # --- for the RPC --------------------------------------------------------------------------------
+
+    def submit(self, raw: bytes) -> Transaction:
+        tx = self.mempool.add(raw)
+        self._gossip.append(raw)
+        return tx
+
+    async def wait_for_tx(self, tx_hash: bytes) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(tx_hash, []).append(future)
+        try:
+            await future
+        finally:
+            waiters = self._waiters.get(tx_hash, [])
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters:
+                self._waiters.pop(tx_hash, None)
+
+    def next_nonce(self, address: bytes) -> int:
+        return self.mempool.pending_nonce(address)
+
+    def status(self) -> dict[str, Any]:
+        core = self.driver.core if self.driver is not None else None
+        return {**queries.chain_status(self.ledger), "moniker": self.config.node.moniker,
+                "mode": self.config.node.mode, "halted": self.halted, "syncing": self.sync.syncing,
+                "consensus": None if core is None else {"height": core.height, "round": core.round,
+                                                        "step": core.step.name.lower()},
+                "peers": sorted(k.hex() for k in self.peers.connected_peers()),
+                "mempool": {"txs": len(self.mempool), "bytes": self.mempool.size_bytes},
+                "peer_heights": {k.hex(): h for k, h in sorted(self.sync.peer_heights.items())}}
+
+    def describe_block(self, height: int) -> dict[str, Any]:
+        raw, cert_raw = queries.block(self.ledger, height)
+        block = Block.decode(raw)
+        cert = CommitCertificate.decode(cert_raw)
+        h = block.header
+        return {"height": h.height, "hash": block.hash, "chain_id": h.chain_id, "time_ms": h.time_ms,
+                "previous_block_hash": h.previous_block_hash, "previous_state_root": h.previous_state_root,
+                "txs_hash": h.txs_hash, "proposer": h.proposer, "txs": list(block.txs),
+                "state_root": queries.state_root_at(self.ledger, height),
+                "certificate": {"height": cert.height, "round": cert.round, "block_id": cert.block_id,
+                                "precommits": [{"validator": k, "signature": s} for k, s in cert.precommits],
+                                "encoded": cert_raw}}
+
+    # --- commits ----------------------------------------------------------------------------------
+
+    def _on_commit(self, result: BlockResult, block: Block) -> None:
+        self.mempool.update(r.tx_hash for r in result.receipts)
+        for receipt in result.receipts:
+            for waiter in self._waiters.pop(receipt.tx_hash, []):
+                if not waiter.done():
+                    waiter.set_result(None)
+        self.rpc.publish("blocks", jsonable({
+            "height": result.height, "hash": result.block_hash, "state_root": result.state_root,
+            "time_ms": block.header.time_ms, "txs": len(result.receipts)}))
+        if self.rpc.subscription_count("events"):
+            for index, receipt in enumerate(result.receipts):
+                for event_index, event in enumerate(receipt.events):
+                    payload = jsonable({"kind": event.kind, "token": event.token, "addresses": event.addresses,
+                                        "data": event.data, "tx": receipt.tx_hash, "height": result.height,
+                                        "tx_index": index, "event_index": event_index})
+                    self.rpc.publish("events", payload, event_matches)
+        self._send_status()
+
+    def _apply_synced(self, block: Block, certificate: bytes) -> BlockResult | None:
+        if self.driver is not None:
+            return self.driver.commit(block, certificate)
+        try:
+            result = self.ledger.apply_block(block, certificate)
+        except Exception as exc:
+            self.halt(f"cannot apply certified block {block.height}: {type(exc).__name__}: {exc}")
+            return None
+        self._on_commit(result, block)
+        return result
+
+    def _on_caught_up(self) -> None:
+        if self.driver is not None:
+            self.driver.catch_up()
+
+    # --- peers ------------------------------------------------------------------------------------------
+
+    def _broadcast_to_validators(self, message: bytes) -> None:
+        self.peers.broadcast(message, exclude=self.observer_keys)
+
+    def _send_status(self, peer: bytes | None = None) -> None:
+        tip = self.ledger.tip
+        message = wire.encode(wire.Status(tip.height, tip.block_hash, tip.state_root))
+        if peer is None:
+            self.peers.broadcast(message)
+        else:
+            self.peers.send(peer, message)
+
+    def _on_peer_up(self, peer: bytes) -> None:
+        self._send_status(peer)
+        if self.driver is not None and peer not in self.observer_keys:
+            for message in self.driver.own_messages():
+                self.peers.send(peer, message)
+
+    def _on_peer_down(self, peer: bytes) -> None:
+        self.sync.on_peer_down(peer)
+
+    async def _on_peer_message(self, peer: bytes, data: bytes) -> None:
+        try:
+            message = wire.decode(data, bytes_max=self.peers.config.message_bytes_max)
+        except wire.WireError as exc:
+            log.warning("peer %s sent a malformed message: %s", peer.hex()[:12], exc)
+            return
+        match message:
+            case wire.Status():
+                self.sync.on_status(peer, message)
+            case wire.Txs(txs):
+                if self.driver is not None and self.halted is None:
+                    for raw in txs:
+                        with contextlib.suppress(Exception):
+                            self.mempool.add(raw, check_rules=False)
+            case wire.ConsensusMessage(data):
+                if self.driver is not None and peer not in self.observer_keys:
+                    self.driver.on_consensus_message(data)
+            case wire.ProposalBlock(data):
+                if self.driver is not None and peer not in self.observer_keys:
+                    self.driver.on_proposal_block(data)
+            case wire.GetBlocks():
+                self.peers.send(peer, wire.encode(self.sync.serve(message)))
+            case wire.Blocks():
+                self.sync.on_blocks(peer, message)
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL_S)
+            self._send_status()
+            height = self.ledger.tip.height
+            if self.driver is not None and height == self._last_status_height:
+                # The height is stuck: re-send what we signed in case a cut link lost it.
+                for message in self.driver.own_messages():
+                    self._broadcast_to_validators(message)
+            self._last_status_height = height
+
+    async def _gossip_loop(self) -> None:
+        while True:
+            await asyncio.sleep(GOSSIP_INTERVAL_S)
+            while self._gossip:
+                batch, self._gossip = self._gossip[:wire.TX_BATCH_MAX], self._gossip[wire.TX_BATCH_MAX:]
+                self._broadcast_to_validators(wire.encode(wire.Txs(tuple(batch))))

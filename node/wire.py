@@ -1,0 +1,126 @@
+"""What nodes say to each other over a peer link: small msgpack messages, each a list whose first
+item names its kind. The peer layer carries them as opaque, authenticated frames.
+
+- `status`      [height, block_hash, state_root]: where the sender's chain is; sent on connect, after
+                every commit, and periodically. A node that sees a higher height syncs.
+- `txs`         [tx, ...]: transactions admitted to the sender's mempool (gossip, in batches).
+- `consensus`   [message]: an encoded proposal or vote (`consensus.messages`).
+- `block`       [block]: the encoded block of a proposal, sent just before the proposal itself.
+- `get_blocks`  [from_height, count]: ask for certified blocks.
+- `blocks`      [[block, certificate], ...]: the answer, in height order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+#: Most blocks one `get_blocks` may ask for, and most txs in one gossip batch.
+SYNC_BATCH_MAX: int = 64
+TX_BATCH_MAX: int = 1000
+
+
+class WireError(Exception):
+    """A peer sent a message we cannot parse: the peer's fault, never a crash."""
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    height: int
+    block_hash: bytes
+    state_root: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Txs:
+    txs: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsensusMessage:
+    message: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalBlock:
+    block: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GetBlocks:
+    from_height: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Blocks:
+    blocks: tuple[tuple[bytes, bytes], ...]
+
+
+WireMessage = Status | Txs | ConsensusMessage | ProposalBlock | GetBlocks | Blocks
+
+
+def encode(message: WireMessage) -> bytes:
+    match message:
+        case Status(height, block_hash, state_root):
+            value: list[Any] = ["status", height, block_hash, state_root]
+        case Txs(txs):
+            value = ["txs", list(txs)]
+        case ConsensusMessage(data):
+            value = ["consensus", data]
+        case ProposalBlock(block):
+            value = ["block", block]
+        case GetBlocks(from_height, count):
+            value = ["get_blocks", from_height, count]
+        case Blocks(blocks):
+            value = ["blocks", [list(pair) for pair in blocks]]
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def _uint(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+        raise WireError("expected an unsigned integer")
+    return value
+
+
+def _bytes(value: Any, size: int | None = None) -> bytes:
+    if not isinstance(value, bytes) or (size is not None and len(value) != size):
+        raise WireError("expected bytes" + (f" of length {size}" if size else ""))
+    return value
+
+
+def decode(data: bytes, *, bytes_max: int) -> WireMessage:
+    try:
+        value = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True,
+                                max_bin_len=bytes_max, max_str_len=1024, max_array_len=max(TX_BATCH_MAX, 8),
+                                max_map_len=0, max_ext_len=0)
+    except Exception as exc:  # msgpack raises many unrelated types for bad input
+        raise WireError(f"not msgpack: {type(exc).__name__}") from None
+    if not isinstance(value, list) or not value or not isinstance(value[0], str):
+        raise WireError("expected [kind, ...]")
+    kind, args = value[0], value[1:]
+    try:
+        if kind == "status" and len(args) == 3:
+            return Status(_uint(args[0]), _bytes(args[1], 32), _bytes(args[2], 32))
+        if kind == "txs" and len(args) == 1 and isinstance(args[0], list):
+            if len(args[0]) > TX_BATCH_MAX:
+                raise WireError("tx batch too long")
+            return Txs(tuple(_bytes(tx) for tx in args[0]))
+        if kind == "consensus" and len(args) == 1:
+            return ConsensusMessage(_bytes(args[0]))
+        if kind == "block" and len(args) == 1:
+            return ProposalBlock(_bytes(args[0]))
+        if kind == "get_blocks" and len(args) == 2:
+            return GetBlocks(_uint(args[0]), min(_uint(args[1]), SYNC_BATCH_MAX))
+        if kind == "blocks" and len(args) == 1 and isinstance(args[0], list):
+            pairs = []
+            for pair in args[0][:SYNC_BATCH_MAX]:
+                if not isinstance(pair, list) or len(pair) != 2:
+                    raise WireError("expected [block, certificate]")
+                pairs.append((_bytes(pair[0]), _bytes(pair[1])))
+            return Blocks(tuple(pairs))
+    except WireError:
+        raise
+    raise WireError(f"unknown or malformed message {kind!r}")
