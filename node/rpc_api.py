@@ -15,7 +15,17 @@ from ledger.events import EVENT_KINDS
 from ledger.kinds import AMOUNT_MAX
 
 from .mempool import MempoolRefusal
-from .rpc import ErrorCode, MempoolRefused, MethodRegistry, NotFound, Param, RpcMethod, Topic, TxRejected
+from .rpc import (
+    ErrorCode,
+    MempoolRefused,
+    MethodRegistry,
+    NotFound,
+    Param,
+    RpcMethod,
+    Timeout,
+    Topic,
+    TxRejected,
+)
 
 if TYPE_CHECKING:
     from .service import Node
@@ -84,8 +94,7 @@ def build_registry(node: Node) -> MethodRegistry:
         try:
             await asyncio.wait_for(node.wait_for_tx(digest), timeout_ms / 1000)
         except TimeoutError:
-            status = "pending" if digest in node.mempool else "unknown"
-            return {"hash": hash, "status": status}
+            raise Timeout(timeout_ms) from None
         return jsonable(_receipt(queries.transaction(ledger(), digest)))
 
     registry.add(RpcMethod("tx_submit", "Submit a signed transaction (hex of its canonical bytes).",
@@ -99,7 +108,7 @@ def build_registry(node: Node) -> MethodRegistry:
                            (Param("hash", HEX32),
                             Param("timeout_ms", {"type": "integer", "minimum": 1, "maximum": TX_WAIT_MS_MAX},
                                   required=False)),
-                           OBJECT, tx_wait))
+                           OBJECT, tx_wait, errors=(ErrorCode.TIMEOUT,)))
 
     # --- chain ---------------------------------------------------------------------------------------
 

@@ -1,0 +1,170 @@
+"""A real network in one process: four validators and an observer over encrypted peer links,
+driven only through JSON-RPC, as a client would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import nacl.signing
+import pytest
+
+from ledger import queries
+from ledger.client import Signer
+from ledger.testing import FAR_FUTURE_S, key_for
+from node.keys import load_key
+from node.p2p import PeerAddress, PeerManager
+from node.rpc.client import RpcClient, RpcError
+
+pytestmark = pytest.mark.asyncio
+
+
+def address(name: str) -> bytes:
+    return bytes(key_for(name).verify_key)
+
+
+async def submit(client: RpcClient, raw: bytes) -> dict:
+    submitted = await client.call("tx_submit", tx=raw.hex())
+    return await client.call("tx_wait", hash=submitted["hash"], timeout_ms=20_000)
+
+
+async def set_up_token(net, client: RpcClient) -> dict[str, Signer]:
+    """Admin appoints a KYC provider and an issuer; two investors; a token with an agent."""
+    chain_id = "secledger-local"
+    admin = Signer(load_key(net.directory / "keys" / "admin.json"), chain_id)
+    signers = {name: Signer(key_for(name), chain_id) for name in ("kyc", "issuer", "agent", "alice", "bob", "carol")}
+    kyc, issuer, agent = signers["kyc"], signers["issuer"], signers["agent"]
+    for raw in (admin.grant_role("claim_issuer", kyc.address), admin.grant_role("token_issuer", issuer.address)):
+        assert (await submit(client, raw))["status"] == "committed"
+    for name, country in (("alice", "US"), ("bob", "GB"), ("carol", "KP")):
+        await client.call("tx_submit", tx=kyc.register_identity(name, [address(name)]).hex())
+        await client.call("tx_submit", tx=kyc.grant_claim(name, "kyc", FAR_FUTURE_S).hex())
+        last = await submit(client, kyc.grant_claim(name, "country", FAR_FUTURE_S, country))
+        assert last["status"] == "committed"
+    created = await submit(client, issuer.create_token(
+        "ACME", "Acme Corp common", rules={"required_claims": ["kyc"], "country_block": ["KP"]},
+        agents={agent.address: ["freeze", "supply"]}))
+    assert created["status"] == "committed", created
+    assert (await submit(client, agent.issue("ACME", address("alice"), 1_000)))["status"] == "committed"
+    return signers
+
+
+async def test_transfers_commit_everywhere_and_observer_verifies(network):
+    async with RpcClient(network.rpc_url("validator-1")) as client:
+        signers = await set_up_token(network, client)
+        alice = signers["alice"]
+        hashes = [(await client.call("tx_submit", tx=alice.transfer("ACME", address("bob"), 10).hex()))["hash"]
+                  for _ in range(20)]
+        for tx_hash in hashes:
+            result = await client.call("tx_wait", hash=tx_hash, timeout_ms=20_000)
+            assert result["status"] == "committed"
+        # a transfer the rules refuse is refused at admission, with its reason code
+        with pytest.raises(RpcError) as refused:
+            await client.call("tx_submit", tx=alice.transfer("ACME", address("carol"), 1).hex())
+        assert refused.value.code == -32000
+        assert refused.value.data == {"reason_code": "0x57", "reason": "receiver_country_blocked:KP"}
+        alice.nonce -= 1  # that nonce was not consumed
+
+        height = max(n.ledger.tip.height for n in network.nodes.values())
+    await network.wait_for_height(height, timeout_s=20)
+    reference = network.nodes["validator-0"].ledger
+    for name, node in network.nodes.items():
+        for h in range(1, height + 1):
+            assert queries.block(node.ledger, h)[0] == queries.block(reference, h)[0], (name, h)
+            assert queries.state_root_at(node.ledger, h) == queries.state_root_at(reference, h), (name, h)
+    observer = network.nodes["observer-0"]
+    assert observer.sync.blocks_synced >= height - 1  # every block came verified by certificate
+    assert observer.sync.rejected_responses == 0
+    async with RpcClient(network.rpc_url("observer-0")) as client:
+        holders = await client.call("token_holders", token="ACME")
+        assert holders["holders"] == [{"identity": "alice", "balance": 800}, {"identity": "bob", "balance": 200}]
+        with pytest.raises(RpcError) as read_only:
+            await client.call("tx_submit", tx=alice.transfer("ACME", address("bob"), 1).hex())
+        assert read_only.value.code == -32002
+
+
+async def test_unknown_peer_key_is_refused(network):
+    validator = network.nodes["validator-0"]
+    refused_before = validator.peers.stats.refused_unknown
+    stranger = PeerManager(nacl.signing.SigningKey.generate(), allowed_keys=[validator.peers.node_key],
+                           on_message=lambda peer, data: asyncio.sleep(0),
+                           persistent_peers=[PeerAddress(validator.peers.node_key, "127.0.0.1",
+                                                         validator.peers.listen_port)])
+    await stranger.start()
+    try:
+        for _ in range(100):
+            if validator.peers.stats.refused_unknown > refused_before:
+                break
+            await asyncio.sleep(0.05)
+        assert validator.peers.stats.refused_unknown > refused_before
+        assert stranger.node_key not in validator.peers.connected_peers()
+    finally:
+        await stranger.stop()
+
+
+async def test_every_rpc_error_code(network, monkeypatch):
+    url = network.rpc_url("validator-0")
+    async with aiohttp.ClientSession() as http:
+        async def raw(body: bytes) -> dict:
+            async with http.post(url, data=body, headers={"Content-Type": "application/json"}) as reply:
+                return json.loads(await reply.read())
+
+        assert (await raw(b"{not json"))["error"]["code"] == -32700
+        assert (await raw(b'{"jsonrpc": "2.0", "id": 1}'))["error"]["code"] == -32600
+        assert (await raw(b'{"jsonrpc": "2.0", "id": 1, "method": "no_such"}'))["error"]["code"] == -32601
+        bad_params = await raw(b'{"jsonrpc": "2.0", "id": 1, "method": "block_get", "params": {"height": "x"}}')
+        assert bad_params["error"]["code"] == -32602
+        too_big = await raw(b'{"jsonrpc": "2.0", "id": 1, "method": "chain_status", "pad": "'
+                            + b"x" * 2_000_000 + b'"}')
+        assert too_big["error"]["code"] == -32004
+        batch = await raw(json.dumps([{"jsonrpc": "2.0", "id": i, "method": "chain_status"} for i in range(101)]).encode())
+        assert batch["error"]["code"] == -32004
+
+    async with RpcClient(url) as client:
+        with pytest.raises(RpcError) as not_found:
+            await client.call("token_get", token="NOPE")
+        assert not_found.value.code == -32001
+        with pytest.raises(RpcError) as timeout:
+            await client.call("tx_wait", hash="00" * 32, timeout_ms=50)
+        assert timeout.value.code == -32003
+        kyc = Signer(key_for("kyc"), "secledger-local")
+        with pytest.raises(RpcError) as bad_sig:
+            forged = bytearray(kyc.register_identity("x", []))
+            forged[-1] ^= 1
+            await client.call("tx_submit", tx=bytes(forged).hex())
+        assert bad_sig.value.code == -32005 and bad_sig.value.data["reason"].startswith("bad_signature")
+        with pytest.raises(RpcError) as rejected:  # kyc is not a claim issuer yet: refused by the rules
+            await client.call("tx_submit", tx=Signer(key_for("kyc"), "secledger-local").register_identity("x", []).hex())
+        assert rejected.value.code == -32000 and rejected.value.data["reason_code"] == "0x58"
+        # an unexpected failure inside the node is -32603 and leaks nothing
+        monkeypatch.setattr(queries, "chain_status", lambda ledger: 1 / 0)
+        with pytest.raises(RpcError) as internal:
+            await client.call("chain_status")
+        assert internal.value.code == -32603 and "ZeroDivision" not in str(internal.value)
+
+
+async def test_websocket_subscription_gets_filtered_events(network):
+    async with RpcClient(network.rpc_url("validator-2")) as client:
+        signers = await set_up_token(network, client)
+        async with client.subscribe("events", {"token": "ACME", "kind": "token.transferred"}) as events:
+            sent = await client.call("tx_submit", tx=signers["alice"].transfer("ACME", address("bob"), 7).hex())
+            event = await asyncio.wait_for(events.__anext__(), 20)
+            assert event["kind"] == "token.transferred" and event["tx"] == sent["hash"]
+            assert event["data"]["amount"] == 7
+
+
+async def test_restarted_validator_catches_up_by_block_sync(network):
+    await network.wait_for_height(2)
+    await network.stop("validator-3")
+    stopped_at = network.nodes["validator-0"].ledger.tip.height
+    await network.wait_for_height(stopped_at + 5, names=["validator-0", "validator-1", "validator-2"])
+    await network.start("validator-3")
+    target = network.nodes["validator-0"].ledger.tip.height
+    await network.wait_for_height(target, names=["validator-3"], timeout_s=30)
+    node = network.nodes["validator-3"]
+    assert node.sync.blocks_synced > 0
+    assert queries.state_root_at(node.ledger, target) == queries.state_root_at(
+        network.nodes["validator-0"].ledger, target)
+    # and it takes part in consensus again: the chain goes on with it
+    await network.wait_for_height(target + 3, names=["validator-3"], timeout_s=30)
