@@ -130,6 +130,7 @@ class ConsensusSection:
     timeout_precommit_delta_ms: int = 250
     timeout_round_max_ms: int = 10_000
     timeout_commit_ms: int = 200  # pause after a decision before the next height
+    empty_block_interval_ms: int = 1_000  # with nothing to order, wait up to this long before a new height
     block_txs_max: int = 5_000
     block_bytes_max: int = 4_194_304
 
@@ -434,6 +435,7 @@ _SECTIONS: Final[dict[str, tuple[type, dict[str, Parse]]]] = {
             "timeout_precommit_delta_ms": _integer(0, TIMEOUT_MS_MAX),
             "timeout_round_max_ms": _integer(1, TIMEOUT_MS_MAX),
             "timeout_commit_ms": _integer(0, TIMEOUT_MS_MAX),
+            "empty_block_interval_ms": _integer(0, TIMEOUT_MS_MAX),
             "block_txs_max": _integer(1, 100_000),
             "block_bytes_max": _integer(1_024, 1_073_741_824),
         },

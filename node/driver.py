@@ -28,7 +28,8 @@ from consensus.actions import (
 )
 from consensus.certificate import CommitCertificate
 from consensus.core import TendermintCore
-from consensus.messages import Proposal, encode_message
+from consensus.errors import MalformedMessage
+from consensus.messages import Proposal, decode_message, encode_message
 from consensus.validators import ValidatorSet
 from ledger import Block, BlockResult, InvalidBlock, Ledger
 
@@ -74,6 +75,7 @@ class ConsensusDriver:
         request_missing_block: Callable[[int], None],
         limits: BlockLimits,
         timeout_commit_ms: int,
+        empty_block_interval_ms: int = 0,
     ) -> None:
         self.core = core
         self.ledger = ledger
@@ -88,6 +90,8 @@ class ConsensusDriver:
         self._request_missing_block = request_missing_block
         self.limits = limits
         self.timeout_commit_ms = timeout_commit_ms
+        self.empty_block_interval_ms = empty_block_interval_ms
+        self._idle = False  # waiting before the next height because there is nothing to order
         self._blocks: OrderedDict[bytes, Block] = OrderedDict()
         self._awaiting: dict[bytes, int] = {}  # block id -> height of a ValidateBlock not yet answered
         self._own: list[bytes] = []  # wire messages we signed at this height, for re-sending
@@ -112,8 +116,23 @@ class ConsensusDriver:
     # --- inputs ------------------------------------------------------------------------------------
 
     def on_consensus_message(self, data: bytes) -> None:
-        if not self.stopped:
-            self._run(self.core.receive_bytes(data))
+        if self.stopped:
+            return
+        if self._idle:
+            try:
+                if decode_message(data).height > self.core.height:
+                    self.wake()  # a peer has started the next height: join it
+            except MalformedMessage:
+                pass
+        self._run(self.core.receive_bytes(data))
+
+    def wake(self) -> None:
+        """Something to order arrived (a transaction, or a peer's message for the next height):
+        stop idling and start the next height now."""
+        if self._idle and self._next_height_timer is not None:
+            self._idle = False
+            self._next_height_timer.cancel()
+            self._next_height_timer = asyncio.get_running_loop().call_soon(self.catch_up)
 
     def on_proposal_block(self, data: bytes) -> None:
         """A proposer's block; judge it at once if the core is waiting on it."""
@@ -125,6 +144,8 @@ class ConsensusDriver:
         if block.height not in (self.core.height, self.core.height + 1):
             return
         self._remember(block)
+        if block.height > self.core.height:
+            self.wake()
         if block.hash in self._awaiting and not self.stopped:
             height = self._awaiting.pop(block.hash)
             self._run(self.core.block_validity(height, block.hash, self._judge(block)))
@@ -133,7 +154,8 @@ class ConsensusDriver:
         return list(self._own)
 
     def catch_up(self) -> None:
-        """Block sync applied blocks past the core's height: move the core to the next height."""
+        """Move the core to the height above the ledger's tip (after a commit, or block sync)."""
+        self._idle = False
         target = self.ledger.tip.height + 1
         if target > self.core.height and not self.stopped:
             self.decided_without_block = None
@@ -241,8 +263,14 @@ class ConsensusDriver:
     def _schedule_next_height(self) -> None:
         if self._next_height_timer is not None:
             self._next_height_timer.cancel()
+        delay_ms = self.timeout_commit_ms
+        # An idle chain need not make a block every few hundred milliseconds; like CometBFT's
+        # create_empty_blocks_interval, wait for work (see `wake`) up to the interval.
+        self._idle = len(self.mempool) == 0 and self.empty_block_interval_ms > delay_ms
+        if self._idle:
+            delay_ms = self.empty_block_interval_ms
         loop = asyncio.get_running_loop()
-        self._next_height_timer = loop.call_later(self.timeout_commit_ms / 1000, self.catch_up)
+        self._next_height_timer = loop.call_later(delay_ms / 1000, self.catch_up)
 
     def _enter_height(self, height: int) -> None:
         self._own.clear()

@@ -29,7 +29,7 @@ from .driver import BlockLimits, ConsensusDriver
 from .evidence_pool import EvidencePool
 from .genesis_file import load_genesis
 from .keys import load_key
-from .mempool import Mempool
+from .mempool import Mempool, MempoolRefusal
 from .p2p import PeerAddress, PeerConfig, PeerManager
 from .rpc import RpcServer
 from .rpc_api import build_registry, event_matches, jsonable
@@ -106,7 +106,8 @@ class Node:
             proposer_key=bytes(self.validator_key.verify_key), sign_state_file=sign_state_file,
             evidence=self.evidence, broadcast=self._broadcast_to_validators, on_commit=self._on_commit,
             on_halt=self.halt, request_missing_block=lambda _height: self.sync.kick(),
-            limits=BlockLimits(c.block_txs_max, c.block_bytes_max), timeout_commit_ms=c.timeout_commit_ms)
+            limits=BlockLimits(c.block_txs_max, c.block_bytes_max), timeout_commit_ms=c.timeout_commit_ms,
+            empty_block_interval_ms=c.empty_block_interval_ms)
 
     # --- start / stop ----------------------------------------------------------------------------------
 
@@ -155,6 +156,8 @@ class Node:
     def submit(self, raw: bytes) -> Transaction:
         tx = self.mempool.add(raw)
         self._gossip.append(raw)
+        if self.driver is not None:
+            self.driver.wake()
         return tx
 
     async def wait_for_tx(self, tx_hash: bytes) -> None:
@@ -264,8 +267,9 @@ class Node:
             case wire.Txs(txs):
                 if self.driver is not None and self.halted is None:
                     for raw in txs:
-                        with contextlib.suppress(Exception):
+                        with contextlib.suppress(MempoolRefusal):
                             self.mempool.add(raw, check_rules=False)
+                    self.driver.wake()
             case wire.ConsensusMessage(data):
                 if self.driver is not None and peer not in self.observer_keys:
                     self.driver.on_consensus_message(data)

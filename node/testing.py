@@ -18,7 +18,7 @@ from node.service import Node
 FAST_CONSENSUS = ConsensusSection(timeout_propose_ms=800, timeout_propose_delta_ms=200, timeout_prevote_ms=300,
                                   timeout_prevote_delta_ms=100, timeout_precommit_ms=300,
                                   timeout_precommit_delta_ms=100, timeout_round_max_ms=3000,
-                                  timeout_commit_ms=50, block_txs_max=5000, block_bytes_max=4_194_304)
+                                  timeout_commit_ms=50, empty_block_interval_ms=100, block_txs_max=5000, block_bytes_max=4_194_304)
 
 
 def free_port_base(count: int) -> int:

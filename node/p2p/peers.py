@@ -284,7 +284,7 @@ class PeerManager:
             self._server.close()
         links = list(self._links.values())
         for link in links:
-            link.conn.close()
+            link.conn.close("stopping")
         # Loop: a connection accepted just before the server closed may add one more task.
         while self._tasks:
             tasks = list(self._tasks)
@@ -337,7 +337,7 @@ class PeerManager:
         for key, link in list(self._links.items()):
             if key not in self._allowed and not link.conn.closed:
                 log.info("p2p cutting %s: no longer on the allow-list", key.hex())
-                self._close_link(link)
+                self._close_link(link, "no longer on the allow-list")
 
     def connected_peers(self) -> frozenset[bytes]:
         """Node keys of the peers with a live link now."""
@@ -365,7 +365,7 @@ class PeerManager:
         )
         # Close only: the link's reader task then reports the peer down, so on_peer_down never
         # runs inside the caller's send().
-        self._close_link(link)
+        self._close_link(link, "send queue overflow")
         return False
 
     def broadcast(self, message: bytes, exclude: bytes | Collection[bytes] | None = None) -> int:
@@ -385,7 +385,7 @@ class PeerManager:
         if link is None or link.conn.closed:
             return False
         log.info("p2p cutting %s: %s", peer_key.hex(), reason)
-        self._close_link(link)  # As in send(): the reader task reports the peer down.
+        self._close_link(link, reason)  # As in send(): the reader task reports the peer down.
         return True
 
     # -- private: links -------------------------------------------------------------------------
@@ -421,7 +421,7 @@ class PeerManager:
             # Lower dialler wins; on a tie (the same side redialled) the newer link wins.
             self.stats.duplicates_closed += 1
             log.debug("p2p closing duplicate link to %s (dialled by %s)", key.hex(), dialler_key.hex()[:16])
-            conn.close()
+            conn.close("duplicate")
             return None
         queue = (
             existing.queue
@@ -440,7 +440,7 @@ class PeerManager:
         if existing is not None:
             self.stats.links_replaced += 1
             log.debug("p2p link to %s replaced by one dialled by %s", key.hex(), dialler_key.hex()[:16])
-            self._close_link(existing)  # Its reader sees it is no longer current: no peer-down.
+            self._close_link(existing, "replaced")  # Its reader sees it is not current: no peer-down.
             return link
         log.info("p2p peer up %s (%s, %s)", key.hex(), "outbound" if outbound else "inbound", conn.peername)
         self._notify(self._on_peer_up, key)
@@ -496,16 +496,16 @@ class PeerManager:
         except P2PError as exc:
             log.info("p2p write to %s failed: %s", link.key.hex(), exc)
         finally:
-            link.conn.close()  # Wakes the reader, which then tears the link down.
+            link.conn.close("writer stopped")  # Wakes the reader, which then tears the link down.
 
-    def _close_link(self, link: _Link) -> None:
-        link.conn.close()
+    def _close_link(self, link: _Link, reason: str) -> None:
+        link.conn.close(reason)
         if link.writer_task is not None:
             link.writer_task.cancel()
 
     def _cut(self, link: _Link, reason: str = "cut") -> None:
         """Close the link now; if it is the peer's current link, the peer goes down now."""
-        self._close_link(link)
+        self._close_link(link, reason)
         if self._links.get(link.key) is link:
             del self._links[link.key]
             log.info("p2p peer down %s: %s", link.key.hex(), reason)

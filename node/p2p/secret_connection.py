@@ -27,6 +27,7 @@ docs/P2P.md has the byte-by-byte layout and the reasons behind each choice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -104,7 +105,7 @@ HANDSHAKE_READ_BYTES_MAX: Final[int] = (
     + len(VERDICT_ACCEPT)
     + TAG_BYTES
 )
-"""Most bytes a peer can make us read before it has authenticated (169)."""
+"""Most bytes a peer can make us read before it has authenticated (173)."""
 
 # ---------------------------------------------------------------------------------------------
 # Defaults of the configurable bounds.
@@ -179,6 +180,7 @@ class SecretConnection:
         self.read_timeout_ms = read_timeout_ms
         self.write_timeout_ms = write_timeout_ms
         self._closed = False
+        self._close_reason = ""
         self._receiving = False
         self.peername: object = writer.get_extra_info("peername")
 
@@ -210,7 +212,7 @@ class SecretConnection:
 
     def _write_frame(self, payload: bytes) -> None:
         if self._closed or self._writer.is_closing():
-            raise ConnectionClosed("connection is closed")
+            raise ConnectionClosed(self._close_reason or "connection is closed")
         if len(payload) > self.frame_bytes_max:
             raise FrameTooLarge(len(payload), self.frame_bytes_max)
         header = (len(payload) + TAG_BYTES).to_bytes(LENGTH_PREFIX_BYTES, "big")
@@ -231,12 +233,14 @@ class SecretConnection:
             async with asyncio.timeout(self.write_timeout_ms / 1000):
                 await self._writer.drain()
         except TimeoutError:
-            self.close()
-            raise ConnectionClosed(f"peer did not read for {self.write_timeout_ms} ms") from None
+            reason = f"peer did not read for {self.write_timeout_ms} ms"
+            self.close(reason)
+            raise ConnectionClosed(reason) from None
         except (ConnectionError, OSError, RuntimeError) as exc:
             # RuntimeError: drain() on a transport that another task just aborted.
-            self.close()
-            raise ConnectionClosed(f"write failed: {exc!r}") from exc
+            reason = f"write failed: {exc!r}"
+            self.close(reason)
+            raise ConnectionClosed(reason) from exc
 
     # -- receiving ------------------------------------------------------------------------------
 
@@ -256,7 +260,7 @@ class SecretConnection:
 
     async def _receive_frame(self, sealed_bytes_max: int, *, exact: bool) -> bytes:
         if self._closed:
-            raise ConnectionClosed("connection is closed")
+            raise ConnectionClosed(self._close_reason)
         header_consumed = False
         try:
             header = await self._read_exactly(LENGTH_PREFIX_BYTES)
@@ -275,8 +279,8 @@ class SecretConnection:
                 raise FrameAuthenticationError(
                     "frame failed authentication (tampered, replayed or reordered)"
                 ) from None
-        except P2PError:
-            self.close()
+        except P2PError as exc:
+            self.close(str(exc))
             raise
         except asyncio.CancelledError:
             # Cancelled between the length and the body: the stream position is lost for good.
@@ -285,7 +289,7 @@ class SecretConnection:
             raise
         if self._closed:
             # Closed locally while we waited: buffered frames must not surface after a close.
-            raise ConnectionClosed("connection is closed")
+            raise ConnectionClosed(self._close_reason)
         return payload
 
     async def _read_exactly(self, size: int) -> bytes:
@@ -295,14 +299,15 @@ class SecretConnection:
         except TimeoutError:
             raise ReadTimeout(f"nothing read for {self.read_timeout_ms} ms") from None
         except asyncio.IncompleteReadError:
-            raise ConnectionClosed("peer closed the connection") from None
+            # EOF also follows our own close(): then its reason is the one worth reporting.
+            raise ConnectionClosed(self._close_reason or "peer closed the connection") from None
         except (ConnectionError, OSError) as exc:
             raise ConnectionClosed(f"read failed: {exc!r}") from exc
 
     # -- closing --------------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Cut the link now: unsent bytes are dropped, a pending receive ends with ConnectionClosed.
+    def close(self, reason: str = "closed locally") -> None:
+        """Cut the link now: unsent bytes are dropped, a pending receive ends with ConnectionClosed(reason).
 
         Abort rather than a graceful close, because a graceful close waits for a peer that may
         never read, and we close mostly because the peer misbehaved or we are shutting down.
@@ -310,6 +315,7 @@ class SecretConnection:
         if self._closed:
             return
         self._closed = True
+        self._close_reason = reason
         transport = self._writer.transport
         if transport is not None:
             transport.abort()
@@ -377,8 +383,8 @@ async def handshake(
     failure the stream is closed and HandshakeError is raised: UnknownPeer when we refused the
     peer's key, a plain HandshakeError for everything else (including the peer refusing ours).
     """
-    if handshake_timeout_ms <= 0:
-        raise ValueError("handshake_timeout_ms must be positive")
+    if min(frame_bytes_max, handshake_timeout_ms, read_timeout_ms, write_timeout_ms) <= 0:
+        raise ValueError("frame_bytes_max and the timeouts must be positive")
     ephemeral = nacl.public.PrivateKey.generate()
     local_ephemeral_public = bytes(ephemeral.public_key)
     local_key = bytes(node_key.verify_key)
@@ -405,7 +411,7 @@ async def handshake(
                 remote_key=b"",
                 send_key=send_key,
                 receive_key=receive_key,
-                frame_bytes_max=frame_bytes_max,
+                frame_bytes_max=AUTH_BYTES,
                 read_timeout_ms=handshake_timeout_ms,
                 write_timeout_ms=handshake_timeout_ms,
             )
@@ -418,11 +424,15 @@ async def handshake(
             except (nacl.exceptions.BadSignatureError, ValueError) as exc:
                 raise HandshakeError(f"bad handshake signature from {remote_key.hex()}") from exc
             conn._remote_key = remote_key
-            if not accept(remote_key):
-                # Tell the peer why before cutting, so it logs a refusal rather than a reset.
-                await conn.send(VERDICT_REFUSE)
+            accepted = accept(remote_key)
+            # A refusal is sent too, so the peer logs a refusal rather than a reset.
+            await conn.send(VERDICT_ACCEPT if accepted else VERDICT_REFUSE)
+            if not accepted:
+                # Read the peer's verdict before closing: closing a socket with unread bytes
+                # sends a reset, which may destroy our refusal before the peer reads it.
+                with contextlib.suppress(P2PError):
+                    await conn._receive_frame(len(VERDICT_ACCEPT) + TAG_BYTES, exact=True)
                 raise UnknownPeer(remote_key)
-            await conn.send(VERDICT_ACCEPT)
             verdict = await conn._receive_frame(len(VERDICT_ACCEPT) + TAG_BYTES, exact=True)
             if verdict == VERDICT_REFUSE:
                 raise HandshakeError(f"peer {remote_key.hex()} refused our node key {local_key.hex()}")
@@ -444,6 +454,7 @@ async def handshake(
     except BaseException:
         _abort(writer, conn)  # Cancelled: leave no half-open socket behind, then propagate.
         raise
+    conn.frame_bytes_max = frame_bytes_max
     conn.read_timeout_ms = read_timeout_ms
     conn.write_timeout_ms = write_timeout_ms
     return conn
