@@ -201,6 +201,9 @@ class Node:
     # --- commits ----------------------------------------------------------------------------------
 
     def _on_commit(self, result: BlockResult, block: Block) -> None:
+        rejected = sum(1 for r in result.receipts if not r.outcome.ok)
+        log.info("committed height %d: %d txs (%d rejected), state root %s", result.height,
+                 len(result.receipts), rejected, result.state_root.hex()[:16])
         self.mempool.update(r.tx_hash for r in result.receipts)
         for receipt in result.receipts:
             for waiter in self._waiters.pop(receipt.tx_hash, []):

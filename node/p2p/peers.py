@@ -569,6 +569,11 @@ class PeerManager:
         failures = 0
         while True:
             link = self._links.get(peer.node_key)
+            if link is None and peer.node_key < self._public_key:
+                # The link the lower key dials wins a simultaneous dial anyway: give it a head
+                # start, so that both ends rarely handshake twice only to drop one link.
+                await asyncio.sleep(self._config.dial_backoff_min_ms / 1000)
+                link = self._links.get(peer.node_key)
             if link is None:
                 link = await self._dial(peer)
                 if link is None:

@@ -331,8 +331,11 @@ async def test_slow_peer_overflowing_its_send_queue_is_cut_and_logged(
             with caplog.at_level(logging.WARNING, logger="node.p2p.peers"):
                 async with asyncio.timeout(5):
                     while node.manager.send(conn.local_key, message):
-                        await asyncio.sleep(0)
+                        await asyncio.sleep(0.001)  # Slower than loopback: only a stall fills the queue.
             assert node.manager.stats.overflow_disconnects == 1
+            assert (
+                node.manager.stats.messages_sent > FAST.send_queue_messages_max
+            )  # The kernel took some first.
             assert "cutting the slow peer" in caplog.text
             assert conn.local_key not in node.manager.connected_peers()
             await _until(lambda: ("down", conn.local_key) in node.events)
@@ -445,3 +448,83 @@ async def test_stop_does_not_swallow_the_callers_cancellation() -> None:
         release.set()
         await node.manager.stop()
         conn.close()
+
+
+async def test_peer_that_stops_reading_is_cut_after_the_write_timeout() -> None:
+    client_key = _key()
+    config = PeerConfig(
+        **{
+            **_fields(FAST),
+            "write_timeout_ms": 300,
+            "send_queue_messages_max": 1_024,
+            "send_queue_bytes_max": 64 << 20,
+        }
+    )
+    node = _Node(allowed={bytes(client_key.verify_key)}, config=config)
+    async with _running(node) as port:
+        conn = await _dial(port, client_key)  # Never reads.
+        try:
+            await _until(lambda: bool(node.manager.connected_peers()))
+            for _ in range(600):  # ~38 MiB: more than loopback buffers hold, less than the queue.
+                assert node.manager.send(conn.local_key, bytes(FAST.message_bytes_max))
+            await _until(lambda: ("down", conn.local_key) in node.events)
+            assert node.manager.stats.overflow_disconnects == 0
+        finally:
+            conn.close()
+
+
+class _FakeConn:
+    """Just what _admit looks at."""
+
+    def __init__(self, remote_key: bytes) -> None:
+        self.remote_key = remote_key
+        self.closed = False
+        self.peername = ("fake", 0)
+
+    def close(self, reason: str = "") -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("we_are_lower", [True, False])
+async def test_duplicate_links_keep_the_one_the_lower_key_dialled_and_the_newer_on_a_tie(
+    we_are_lower: bool,
+) -> None:
+    keys = sorted((_key() for _ in range(2)), key=lambda k: bytes(k.verify_key))
+    own, peer = keys if we_are_lower else keys[::-1]
+    peer_key = bytes(peer.verify_key)
+    node = _Node(key=own)
+    admit = node.manager._admit
+    ours_wins = we_are_lower  # The link we dial wins exactly when our key is the lower.
+
+    # Our dial first, then the peer's: the peer's replaces ours only if the peer is lower.
+    mine, theirs = _FakeConn(peer_key), _FakeConn(peer_key)
+    assert admit(mine, outbound=True) is not None
+    replaced = admit(theirs, outbound=False) is not None
+    assert replaced is not ours_wins
+    assert (mine.closed, theirs.closed) == (not ours_wins, ours_wins)
+    # The other order ends the same way.
+    node.manager._links.clear()
+    mine, theirs = _FakeConn(peer_key), _FakeConn(peer_key)
+    assert admit(theirs, outbound=False) is not None
+    replaced = admit(mine, outbound=True) is not None
+    assert replaced is ours_wins
+    assert (mine.closed, theirs.closed) == (not ours_wins, ours_wins)
+    # Same dialler twice: the newer wins (the dialler believes the older is dead).
+    winner = node.manager._links[peer_key]
+    again = _FakeConn(peer_key)
+    assert admit(again, outbound=winner.outbound) is not None
+    assert winner.conn.closed and not again.closed
+    assert node.events == [("up", peer_key), ("up", peer_key)]  # Cleared links between: two ups.
+    assert node.manager.stats.links_replaced == 2 and node.manager.stats.duplicates_closed == 1
+
+
+async def test_a_new_link_after_a_dead_one_gives_a_down_then_an_up() -> None:
+    node = _Node()
+    peer_key = bytes(_key().verify_key)
+    first = _FakeConn(peer_key)
+    assert node.manager._admit(first, outbound=False) is not None
+    first.closed = True  # Died; its reader has not torn it down yet.
+    second = _FakeConn(peer_key)
+    link = node.manager._admit(second, outbound=False)
+    assert link is not None and link.conn is second
+    assert node.events == [("up", peer_key), ("down", peer_key), ("up", peer_key)]

@@ -28,6 +28,7 @@ from node.p2p.errors import (
 )
 from node.p2p.secret_connection import (
     AUTH_DOMAIN,
+    HANDSHAKE_READ_BYTES_MAX,
     HELLO_BYTES,
     LENGTH_PREFIX_BYTES,
     MAGIC,
@@ -530,9 +531,12 @@ handshake_inputs = st.one_of(
 def test_handshake_reader_raises_only_handshake_errors(data: bytes) -> None:
     async def run() -> None:
         writer = _SinkWriter()
+        reader = _reader_of(data)
         with pytest.raises(HandshakeError) as error:
-            await handshake(_reader_of(data), writer, _key(), lambda k: True, handshake_timeout_ms=1_000)  # type: ignore[arg-type]
+            await handshake(reader, writer, _key(), lambda k: True, handshake_timeout_ms=1_000)  # type: ignore[arg-type]
         assert writer.transport.aborted
+        # An unauthenticated peer cannot make us read more than the documented bound.
+        assert len(data) - len(reader._buffer) <= HANDSHAKE_READ_BYTES_MAX == 173
         event(f"{str(error.value)[:24]} ({type(error.value.__cause__).__name__})")
 
     asyncio.run(run())
@@ -643,3 +647,12 @@ async def test_a_frame_reader_fed_byte_by_byte_gets_every_frame() -> None:
     with pytest.raises(ConnectionClosed):
         await receiver.receive()
     await feeder
+
+
+async def test_a_frame_limit_below_the_auth_frame_still_handshakes() -> None:
+    client, server, stack = await _pair(frame_bytes_max=8)
+    async with stack:
+        await client.send(bytes(8))
+        assert await server.receive() == bytes(8)
+        with pytest.raises(FrameTooLarge):
+            await client.send(bytes(9))

@@ -1,0 +1,101 @@
+"""Mempool admission: every refusal names its reason, bounds hold, commits prune it."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger.client import Signer
+from ledger.testing import FAR_FUTURE_S, LedgerHarness, key_for
+from node.mempool import Mempool, MempoolRefusal
+
+
+@pytest.fixture
+def chain(tmp_path):
+    harness = LedgerHarness(str(tmp_path / "store"))
+    harness.standard_setup()
+    harness.investor("alice")
+    harness.investor("bob")
+    harness.token("ACME", rules={"required_claims": ["kyc"]})
+    assert harness.run(harness.signer("agent").issue("ACME", harness.address("alice"), 100)).ok
+    yield harness
+    harness.close()
+
+
+def refusal(mempool: Mempool, raw: bytes, **kwargs) -> MempoolRefusal:
+    with pytest.raises(MempoolRefusal) as caught:
+        mempool.add(raw, **kwargs)
+    return caught.value
+
+
+def test_admits_in_nonce_order_and_reports_pending_nonce(chain):
+    mempool = Mempool(chain.ledger)
+    alice = chain.signer("alice")
+    first, second = alice.transfer("ACME", chain.address("bob"), 1), alice.transfer("ACME", chain.address("bob"), 2)
+    mempool.add(first)
+    mempool.add(second)
+    assert len(mempool) == 2 and mempool.pending_nonce(alice.address) == 2
+    assert mempool.reap(txs_max=10, bytes_max=1 << 20) == (first, second)
+    assert mempool.reap(txs_max=1, bytes_max=1 << 20) == (first,)
+    assert mempool.reap(txs_max=10, bytes_max=len(first)) == (first,)
+
+
+def test_each_refusal_has_its_reason(chain):
+    mempool = Mempool(chain.ledger)
+    alice = chain.signer("alice")
+    good = alice.transfer("ACME", chain.address("bob"), 1)
+    assert refusal(mempool, good[:-3]).reason == "malformed"
+    assert refusal(mempool, b"\x00" * 20_000).reason == "too_large"
+    forged = bytearray(good)
+    forged[-1] ^= 1
+    assert refusal(mempool, bytes(forged)).reason == "bad_signature"
+    wrong_chain = Signer(key_for("alice"), "another-chain").transfer("ACME", chain.address("bob"), 1)
+    assert refusal(mempool, wrong_chain).reason == "wrong_chain"
+    ahead = Signer(key_for("alice"), chain.genesis.chain_id, alice.nonce + 5).transfer("ACME", chain.address("bob"), 1)
+    assert refusal(mempool, ahead).reason == "nonce_gap"
+    mempool.add(good)
+    assert refusal(mempool, good).reason == "duplicate"
+    too_much = alice.transfer("ACME", chain.address("bob"), 10_000)
+    refused = refusal(mempool, too_much)
+    assert refused.reason == "rule" and str(refused.outcome) == "0x52 insufficient_balance"
+    # the refused transaction did not take the nonce: the next one reuses it
+    alice.nonce -= 1
+    assert mempool.add(alice.transfer("ACME", chain.address("bob"), 2))
+
+
+def test_gossiped_transactions_skip_the_rule_dry_run(chain):
+    mempool = Mempool(chain.ledger)
+    doomed = chain.signer("alice").transfer("ACME", chain.address("bob"), 10_000)
+    assert mempool.add(doomed, check_rules=False)  # recorded as rejected on chain, not lost
+
+
+def test_bounds_in_count_and_bytes(chain):
+    alice = chain.signer("alice")
+    raws = [alice.transfer("ACME", chain.address("bob"), 1) for _ in range(3)]
+    by_count = Mempool(chain.ledger, txs_max=2)
+    by_count.add(raws[0])
+    by_count.add(raws[1])
+    assert refusal(by_count, raws[2]).reason == "full"
+    by_bytes = Mempool(chain.ledger, bytes_max=len(raws[0]) + 10)
+    by_bytes.add(raws[0])
+    assert refusal(by_bytes, raws[1]).reason == "full"
+
+
+def test_commit_prunes_and_pending_state_follows_the_chain(chain):
+    mempool = Mempool(chain.ledger)
+    alice = chain.signer("alice")
+    first = alice.transfer("ACME", chain.address("bob"), 60)
+    second = alice.transfer("ACME", chain.address("bob"), 30)
+    mempool.add(first)
+    mempool.add(second)
+    # A third that only fits if both pending transfers are counted: 100 - 60 - 30 = 10.
+    assert refusal(mempool, alice.transfer("ACME", chain.address("bob"), 11)).outcome.reason == "insufficient_balance"
+    alice.nonce -= 1
+    result = chain.commit(first)
+    mempool.update(r.tx_hash for r in result.receipts)
+    assert len(mempool) == 1 and mempool.pending_nonce(alice.address) == 2
+    assert refusal(mempool, first).reason == "already_committed"
+    stale = chain.signer("kyc")
+    kyc_tx = stale.grant_claim("alice", "accredited", FAR_FUTURE_S)
+    chain.commit(kyc_tx)
+    mempool.update([])
+    assert refusal(mempool, kyc_tx).reason == "already_committed"
