@@ -168,3 +168,16 @@ async def test_restarted_validator_catches_up_by_block_sync(network):
         network.nodes["validator-0"].ledger, target)
     # and it takes part in consensus again: the chain goes on with it
     await network.wait_for_height(target + 3, names=["validator-3"], timeout_s=30)
+
+
+async def test_rpc_discover_documents_every_node_method(network):
+    async with RpcClient(network.rpc_url("observer-0")) as client:
+        document = await client.call("rpc.discover")
+    registry = network.nodes["observer-0"].rpc.registry
+    documented = {m["name"]: m for m in document["methods"]}
+    assert set(documented) == {m.name for m in registry}
+    for name in ("tx_submit", "tx_get", "tx_wait", "chain_status", "block_get", "validators_list", "token_get",
+                 "token_balance", "token_holders", "identity_get", "events_query", "compliance_check",
+                 "subscribe", "unsubscribe"):
+        assert name in documented
+    assert [p["name"] for p in documented["token_balance"]["params"]] == ["token", "address", "height"]
