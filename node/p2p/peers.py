@@ -9,7 +9,8 @@ Rules this file keeps:
   redialled while we still held its old link), both ends keep the link dialled by the lower node
   key, and of two links dialled by the same key, the newer. Both ends see both links, so they
   agree without talking about it. The replaced link is closed without a peer-down/peer-up pair,
-  and the messages still queued for it move to the survivor.
+  and the messages still queued for it move to the survivor. The higher key waits a little
+  before each dial, so that the race is rare.
 - `on_peer_up(key)` and `on_peer_down(key)` alternate strictly per key, up first, and are called
   synchronously from inside the manager; `on_message` is awaited from the link's reader task, so
   a slow handler holds back that one peer (TCP backpressure) and no other.
@@ -103,7 +104,8 @@ class PeerConfig:
     """Bytes of messages waiting to go to one peer (32 MiB); more cuts the link."""
 
     dial_backoff_min_ms: int = 250
-    """First delay before redialling; doubles with each failure in a row."""
+    """First delay before redialling; doubles with each failure in a row. Also the head start the
+    higher of two keys gives the lower before dialling it."""
 
     dial_backoff_max_ms: int = 10_000
     """Cap of the redial delay; a link that lived this long resets the doubling."""
@@ -291,6 +293,9 @@ class PeerManager:
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks)  # Our own cancellation propagates from here untouched.
+        # A link whose task was cancelled before its first step never ran its own teardown.
+        for link in list(self._links.values()):
+            self._cut(link, "stopping")
         if self._server is not None:
             await self._server.wait_closed()
         for link in links:

@@ -147,9 +147,10 @@ async def test_messages_arrive_in_order_and_large_ones_fit() -> None:
 
 async def test_peer_that_goes_down_is_redialled_and_messages_flow_again() -> None:
     async with _network(3) as (a, b, c):
+        mark = len(a.events)
         await b.manager.stop()
         await _until(lambda: b.key not in a.manager.connected_peers() | c.manager.connected_peers())
-        assert ("down", b.key) in a.events and ("down", b.key) in c.events
+        assert ("down", b.key) in a.events[mark:] and ("down", b.key) in c.events
         assert a.manager.send(b.key, b"lost") is False
 
         await asyncio.sleep(0.3)  # A and C keep redialling, with backoff, while B is away.
@@ -157,7 +158,7 @@ async def test_peer_that_goes_down_is_redialled_and_messages_flow_again() -> Non
 
         await b.restart([a, c])
         await _until(lambda: _full_mesh([a, b, c]))
-        assert a.events.count(("up", b.key)) == 2
+        assert a.events[mark:][-1] == ("up", b.key)
 
         assert a.manager.send(b.key, b"welcome back")
         assert await b.receive(1) == [(a.key, b"welcome back")]
