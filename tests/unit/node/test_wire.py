@@ -39,7 +39,7 @@ def test_random_bytes_only_raise_wire_error(data):
         pass
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.binary(max_size=40) | st.text(max_size=10),
+@given(st.recursive(st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.binary(max_size=40) | st.text(max_size=10),
                     lambda inner: st.lists(inner, max_size=5), max_leaves=20))
 def test_random_structures_only_raise_wire_error(value):
     try:
