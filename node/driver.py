@@ -34,6 +34,7 @@ from consensus.validators import ValidatorSet
 from ledger import Block, BlockResult, InvalidBlock, Ledger
 
 from . import wire
+from .byzantine import Byzantine
 from .evidence_pool import EvidencePool
 from .mempool import Mempool
 from .sign_guard import SignStateFile
@@ -98,6 +99,7 @@ class ConsensusDriver:
         self._timers: set[asyncio.TimerHandle] = set()
         self._next_height_timer: asyncio.TimerHandle | None = None
         self.stopped = False
+        self.byzantine: Byzantine | None = None  # fault campaigns only; see node/byzantine.py
         self.decided_without_block: tuple[int, bytes] | None = None
 
     # --- start / stop ----------------------------------------------------------------------------
@@ -196,6 +198,8 @@ class ConsensusDriver:
             self._broadcast(frame)
         self._own.extend(frames)
         del self._own[:-OWN_MESSAGES_MAX]
+        if self.byzantine is not None:
+            self.byzantine.after_send(message, self._blocks.get(getattr(message, "block_id", b"")))
 
     def _schedule(self, delay_s: float, callback: Callable[..., None], *args: object) -> None:
         loop = asyncio.get_running_loop()

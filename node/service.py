@@ -24,6 +24,7 @@ from ledger import Block, BlockResult, Ledger, Transaction, queries
 
 from . import wire
 from .blocksync import BlockSync
+from .byzantine import Byzantine, mode_from_environment
 from .config import NodeConfig
 from .driver import BlockLimits, ConsensusDriver
 from .evidence_pool import EvidencePool
@@ -86,6 +87,11 @@ class Node:
         self.driver: ConsensusDriver | None = None
         if not self.observer:
             self.driver = self._build_driver(home)
+            mode = mode_from_environment()
+            if mode is not None:
+                assert self.validator_key is not None
+                self.driver.byzantine = Byzantine(mode, self.validator_key, self.chain_id, self.ledger,
+                                                  self._broadcast_to_validators)
         self.rpc = RpcServer(build_registry(self), host=config.rpc.listen.host, port=config.rpc.listen.port,
                              request_bytes_max=config.rpc.request_bytes_max,
                              batch_length_max=config.rpc.batch_length_max, read_only=self.observer,

@@ -181,3 +181,22 @@ async def test_rpc_discover_documents_every_node_method(network):
                  "subscribe", "unsubscribe"):
         assert name in documented
     assert [p["name"] for p in documented["token_balance"]["params"]] == ["token", "address", "height"]
+
+
+@pytest.mark.parametrize("mode", ["double_vote", "equivocate"])
+async def test_byzantine_validator_is_caught_and_the_honest_stay_safe_and_live(network, mode):
+    from node.byzantine import Byzantine
+
+    liar = network.nodes["validator-3"]
+    liar.driver.byzantine = Byzantine(mode, liar.validator_key, liar.chain_id, liar.ledger,
+                                      liar._broadcast_to_validators)
+    honest = ["validator-0", "validator-1", "validator-2"]
+    start = network.nodes["validator-0"].ledger.tip.height
+    await network.wait_for_height(start + 10, names=honest, timeout_s=60)
+    assert liar.driver.byzantine.sent > 0
+    top = min(network.nodes[n].ledger.tip.height for n in honest)
+    for h in range(1, top + 1):
+        assert len({queries.block(network.nodes[n].ledger, h)[0] for n in honest}) == 1
+    async with RpcClient(network.rpc_url("validator-0")) as client:
+        evidence = await client.call("evidence_list")
+    assert evidence and {e["validator"] for e in evidence} == {liar.validator_key.verify_key.encode().hex()}
