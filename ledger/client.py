@@ -106,3 +106,46 @@ class Signer:
 
     def recover(self, token: str, lost_wallet: bytes, new_wallet: bytes) -> bytes:
         return self.sign("token.recover", {"token": token, "lost_wallet": lost_wallet, "new_wallet": new_wallet})
+
+    # documents
+    def set_document(self, token: str, name: str, uri: str, content_hash: bytes) -> bytes:
+        return self.sign("token.set_document", {"token": token, "name": name, "uri": uri, "hash": content_hash})
+
+    def remove_document(self, token: str, name: str) -> bytes:
+        return self.sign("token.remove_document", {"token": token, "name": name})
+
+    # corporate actions
+    def declare_distribution(self, action_id: str, token: str, payment_token: str, *, record_height: int,
+                             rate_num: int, rate_den: int, expires_at: int) -> bytes:
+        return self.sign("distribution.declare", {
+            "id": action_id, "token": token, "payment_token": payment_token, "record_height": record_height,
+            "rate_num": rate_num, "rate_den": rate_den, "expires_at": expires_at})
+
+    def claim_distribution(self, action_id: str) -> bytes:
+        return self.sign("distribution.claim", {"id": action_id})
+
+    def pay_distribution(self, action_id: str, payments: list[tuple[str, bytes]]) -> bytes:
+        return self.sign("distribution.pay", {"id": action_id, "payments": [[i, w] for i, w in payments]})
+
+    def reclaim_distribution(self, action_id: str) -> bytes:
+        return self.sign("distribution.reclaim", {"id": action_id})
+
+    def declare_liquidation(self, action_id: str, payment_token: str, *, amount: int, record_height: int,
+                            expires_at: int, classes: list[list[Any]]) -> bytes:
+        """`classes`: [token, seniority, preference_per_unit, participating, cap_per_unit or None, convertible]."""
+        return self.sign("liquidation.declare", {
+            "id": action_id, "payment_token": payment_token, "amount": amount, "record_height": record_height,
+            "expires_at": expires_at, "classes": classes})
+
+    def create_ballot(self, action_id: str, token: str, question: str, options: list[str], *, record_height: int,
+                      opens_at_height: int, closes_at_height: int) -> bytes:
+        return self.sign("ballot.create", {
+            "id": action_id, "token": token, "question": question, "options": options,
+            "record_height": record_height, "opens_at_height": opens_at_height,
+            "closes_at_height": closes_at_height})
+
+    def vote(self, action_id: str, option: int) -> bytes:
+        return self.sign("ballot.vote", {"id": action_id, "option": option})
+
+    def tally(self, action_id: str) -> bytes:
+        return self.sign("ballot.tally", {"id": action_id})

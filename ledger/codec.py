@@ -18,19 +18,32 @@ from .errors import MalformedTransaction, NonCanonicalEncoding
 DEPTH_MAX: int = 16
 
 
+#: Types written as they are; checked by exact type first, the hot path of every encode.
+_SCALARS: frozenset[type] = frozenset((int, str, bytes, bool, type(None)))
+
+
 def _canonical(value: Any, depth: int) -> Any:
     if depth > DEPTH_MAX:
         raise ValueError("value nested too deeply")
+    if type(value) in _SCALARS:
+        return value
+    inner = depth + 1
     if isinstance(value, dict):
         keys = list(value)
-        if not all(isinstance(k, str) for k in keys):
-            raise ValueError("map keys must be strings")
-        return {k: _canonical(value[k], depth + 1) for k in sorted(keys)}
+        for k in keys:
+            if not isinstance(k, str):
+                raise ValueError("map keys must be strings")
+        if value and inner > DEPTH_MAX:
+            raise ValueError("value nested too deeply")
+        return {k: v if type(v) in _SCALARS else _canonical(v, inner)
+                for k, v in ((k, value[k]) for k in sorted(keys))}
     if isinstance(value, (list, tuple)):
-        return [_canonical(v, depth + 1) for v in value]
+        if value and inner > DEPTH_MAX:
+            raise ValueError("value nested too deeply")
+        return [v if type(v) in _SCALARS else _canonical(v, inner) for v in value]
     if isinstance(value, float):
         raise ValueError("floats are not allowed in ledger values")
-    if value is None or isinstance(value, (bool, int, str, bytes)):
+    if isinstance(value, (bool, int, str, bytes)):
         return value
     raise ValueError(f"type {type(value).__name__} cannot be encoded")
 

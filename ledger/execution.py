@@ -637,3 +637,14 @@ HANDLERS: dict[str, Callable[[Context, dict[str, Any]], None]] = {
     "token.unpause": token_unpause,
     "token.recover": token_recover,
 }
+
+
+def _register_corporate_actions() -> None:
+    # Corporate actions build on the helpers above, so they are imported last; their handlers
+    # join this one table, the single place a kind finds its handler.
+    from .corporate import HANDLERS as CORPORATE_HANDLERS
+
+    HANDLERS.update(CORPORATE_HANDLERS)
+
+
+_register_corporate_actions()

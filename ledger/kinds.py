@@ -33,10 +33,16 @@ INVESTOR_TYPES: tuple[str, ...] = ("institutional", "professional", "retail")
 #: Chain-wide roles, granted by administrators.
 ACCOUNT_ROLES: tuple[str, ...] = ("admin", "claim_issuer", "token_issuer")
 #: Per-token roles, granted by the token's owner.
-AGENT_ROLES: tuple[str, ...] = ("force_transfer", "freeze", "pause", "recovery", "supply")
+AGENT_ROLES: tuple[str, ...] = ("corporate_actions", "force_transfer", "freeze", "pause", "recovery", "supply")
 
 _SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9.\-]{0,15}")
 _IDENTITY_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
+_ACTION_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
+#: Most payments one `distribution.pay` may push, most options of a ballot, most share classes.
+PAY_BATCH_MAX: int = 500
+OPTIONS_MAX: int = 16
+CLASSES_MAX: int = 16
+HEIGHT_MAX: int = 2**62
 
 Checker = Callable[[str, Any], Any]
 
@@ -86,6 +92,15 @@ def _pattern(regex: re.Pattern[str], what: str) -> Checker:
 
 symbol = _pattern(_SYMBOL, "a token symbol (A-Z, 0-9, '.', '-'; 1 to 16 characters)")
 identity_id = _pattern(_IDENTITY_ID, "an identity id (A-Z a-z 0-9 . _ : -; 1 to 64 characters)")
+action_id = _pattern(_ACTION_ID, "an action id (A-Z a-z 0-9 . _ : -; 1 to 64 characters)")
+height = _integer(0, HEIGHT_MAX)
+rate_part = _integer(1, AMOUNT_MAX)
+
+
+def hash32(name: str, value: Any) -> bytes:
+    if not isinstance(value, bytes) or len(value) != 32:
+        raise InvalidBody(f"{name}: expected a 32-byte hash")
+    return value
 
 
 def text(length_max: int) -> Checker:
@@ -193,6 +208,44 @@ def agents(name: str, value: Any) -> list[list[Any]]:
     return [[a, list(r)] for a, r in parsed]
 
 
+def _share_class(name: str, value: Any) -> list[Any]:
+    """[token, seniority, preference_per_unit, participating, cap_per_unit | None, convertible]."""
+    if not isinstance(value, list) or len(value) != 6:
+        raise InvalidBody(f"{name}: expected [token, seniority, preference_per_unit, participating, "
+                          "cap_per_unit or null, convertible]")
+    return [symbol(f"{name}.token", value[0]), _integer(0, 1000)(f"{name}.seniority", value[1]),
+            amount_or_zero(f"{name}.preference_per_unit", value[2]), boolean(f"{name}.participating", value[3]),
+            optional(amount)(f"{name}.cap_per_unit", value[4]), boolean(f"{name}.convertible", value[5])]
+
+
+def share_classes(name: str, value: Any) -> list[list[Any]]:
+    if not isinstance(value, list) or not 1 <= len(value) <= CLASSES_MAX:
+        raise InvalidBody(f"{name}: expected 1 to {CLASSES_MAX} share classes")
+    parsed = [_share_class(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    if len({c[0] for c in parsed}) != len(parsed):
+        raise InvalidBody(f"{name}: a token appears twice")
+    return parsed
+
+
+def payments(name: str, value: Any) -> list[list[Any]]:
+    """[[identity, wallet], ...] for a pushed distribution."""
+    if not isinstance(value, list) or not 1 <= len(value) <= PAY_BATCH_MAX:
+        raise InvalidBody(f"{name}: expected 1 to {PAY_BATCH_MAX} [identity, wallet] pairs")
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, list) or len(item) != 2:
+            raise InvalidBody(f"{name}[{i}]: expected [identity, wallet]")
+        out.append([identity_id(f"{name}[{i}].identity", item[0]), address(f"{name}[{i}].wallet", item[1])])
+    return out
+
+
+def options(name: str, value: Any) -> list[str]:
+    items = unique_list(text(128), OPTIONS_MAX, sorted_=False)(name, value)
+    if len(items) < 2:
+        raise InvalidBody(f"{name}: a ballot needs at least two options")
+    return items
+
+
 def claim_value(topic: str, value: Any) -> str:
     """The value a claim of `topic` carries: a country code, an investor type, or "" for yes/no claims."""
     if topic == "country":
@@ -236,6 +289,27 @@ KINDS: dict[str, Checker] = {
     "token.pause": record({"token": symbol}),
     "token.unpause": record({"token": symbol}),
     "token.recover": record({"token": symbol, "lost_wallet": address, "new_wallet": address}),
+    # documents (token owners)
+    "token.set_document": record({"token": symbol, "name": text(64), "uri": text(512), "hash": hash32}),
+    "token.remove_document": record({"token": symbol, "name": text(64)}),
+    # corporate actions (token owners and corporate-actions agents)
+    "distribution.declare": record(
+        {"id": action_id, "token": symbol, "payment_token": symbol, "record_height": height,
+         "rate_num": amount_or_zero, "rate_den": rate_part, "expires_at": timestamp_s}
+    ),
+    "distribution.claim": record({"id": action_id}),
+    "distribution.pay": record({"id": action_id, "payments": payments}),
+    "distribution.reclaim": record({"id": action_id}),
+    "liquidation.declare": record(
+        {"id": action_id, "payment_token": symbol, "amount": amount, "record_height": height,
+         "expires_at": timestamp_s, "classes": share_classes}
+    ),
+    "ballot.create": record(
+        {"id": action_id, "token": symbol, "question": text(1024), "options": options, "record_height": height,
+         "opens_at_height": height, "closes_at_height": height}
+    ),
+    "ballot.vote": record({"id": action_id, "option": _integer(0, OPTIONS_MAX - 1)}),
+    "ballot.tally": record({"id": action_id}),
 }
 
 

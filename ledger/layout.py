@@ -83,6 +83,7 @@ def volume(symbol: str, identity_id: str) -> bytes:
 
 
 BALANCE_PREFIX = b"bal:"
+SUPPLY_PREFIX = b"supply:"
 HOLDING_PREFIX = b"holding:"
 
 

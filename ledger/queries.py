@@ -240,3 +240,51 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+def documents(ledger: Ledger, symbol: str) -> list[dict[str, Any]]:
+    """The token's current documents, by name."""
+    from .corporate.documents import document_prefix
+
+    prefix = document_prefix(symbol)
+    with ledger.store.read() as txn:
+        if ledger.store.state_over(txn).get(layout.token(symbol)) is None:
+            raise NotFound(f"no token {symbol!r}")
+        out = []
+        for key, raw in ledger.store.iter_prefix(txn, "state", prefix):
+            uri, content_hash, updated_at_s = decode_value(raw)
+            out.append({"name": key[len(prefix):].decode(), "uri": uri, "hash": content_hash,
+                        "updated_at_s": updated_at_s})
+    return out
+
+
+def distribution(ledger: Ledger, action_id: str, identity_id: str | None = None) -> dict[str, Any]:
+    """A distribution (or liquidation): terms, funding, paid so far; with `identity_id`, that
+    identity's entitlement and whether it was paid."""
+    from .corporate.distributions import distribution_key, paid_key, table_key
+
+    with ledger.store.read() as txn:
+        state = ledger.store.state_over(txn)
+        record = state.get(distribution_key(action_id))
+        if record is None:
+            raise NotFound(f"no distribution {action_id!r}")
+        out = {"id": action_id, **_plain(record), "remaining": record["funded"] - record["paid"]}
+        if identity_id is not None:
+            if record["kind"] == "table":
+                entitled = state.get(table_key(action_id, identity_id), 0)
+            else:
+                held = state.history.holding_at(record["tokens"][0], identity_id, record["record_height"])
+                entitled = held * record["rate_num"] // record["rate_den"]
+            out["identity"] = {"identity": identity_id, "entitlement": entitled,
+                               "paid": state.get(paid_key(action_id, identity_id))}
+    return out
+
+
+def ballot(ledger: Ledger, action_id: str) -> dict[str, Any]:
+    from .corporate.ballots import ballot_key
+
+    with ledger.store.read() as txn:
+        record = ledger.store.state_over(txn).get(ballot_key(action_id))
+    if record is None:
+        raise NotFound(f"no ballot {action_id!r}")
+    return {"id": action_id, **_plain(record)}

@@ -10,7 +10,7 @@ Only this module touches the layers.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 
@@ -28,13 +28,25 @@ def encode_value(value: Any) -> bytes:
     return codec.encode(value)
 
 
+class History(Protocol):
+    """Balances at committed heights, for record dates (see `store.StoreHistory`). Only heights
+    below the block being executed may be asked for: those never change, on any node."""
+
+    def holding_at(self, symbol: str, identity_id: str, height: int) -> int: ...
+
+    def supply_at(self, symbol: str, height: int) -> int: ...
+
+    def holders_at(self, symbol: str, height: int) -> list[tuple[str, int]]: ...
+
+
 class State:
     """Overlay of the current block's writes on top of a reader of the committed state."""
 
-    __slots__ = ("_read", "_block", "_tx", "_cache")
+    __slots__ = ("_read", "_block", "_tx", "_cache", "history")
 
-    def __init__(self, read: Callable[[bytes], bytes | None]) -> None:
+    def __init__(self, read: Callable[[bytes], bytes | None], history: History | None = None) -> None:
         self._read = read
+        self.history = history
         self._block: dict[bytes, Any] = {}  # value, or None for a deletion
         self._tx: dict[bytes, Any] = {}
         self._cache: dict[bytes, Any] = {}  # decoded committed values, read-only

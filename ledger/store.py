@@ -13,6 +13,7 @@ Sub-databases (all keys big-endian so LMDB's byte order is height order):
 - `state`       the projections (see `layout`), the only part hashed into the state root
 - `hist_wallet` token . NUL . address . inverted height -> balance at that height
 - `hist_holding` token . NUL . identity . NUL . inverted height -> identity balance at that height
+- `hist_supply` token . NUL . inverted height -> total supply at that height
 
 Everything for one block is written in one write transaction, and LMDB syncs on commit, so a crash
 leaves the store at the last whole block.
@@ -37,7 +38,7 @@ MAP_SIZE_BYTES: int = 1 << 36
 LOG_DBS: tuple[str, ...] = ("blocks", "certs")
 PROJECTION_DBS: tuple[str, ...] = (
     "roots", "txs", "receipts", "events", "ev_token", "ev_address", "ev_kind",
-    "state", "hist_wallet", "hist_holding",
+    "state", "hist_wallet", "hist_holding", "hist_supply",
 )
 DB_NAMES: tuple[str, ...] = ("meta",) + LOG_DBS + PROJECTION_DBS
 
@@ -115,7 +116,7 @@ class Store:
 
     def state_over(self, txn: lmdb.Transaction) -> State:
         db = self.dbs["state"]
-        return State(lambda key: txn.get(key, db=db))
+        return State(lambda key: txn.get(key, db=db), StoreHistory(self, txn))
 
     def flush_state(self, txn: lmdb.Transaction, state: State, height: int, accumulator: int) -> int:
         """Write the block's state changes and their history versions; return the new accumulator."""
@@ -139,6 +140,8 @@ class Store:
             rest, db = key[len(layout.BALANCE_PREFIX):], self.dbs["hist_wallet"]
         elif key.startswith(layout.HOLDING_PREFIX):
             rest, db = key[len(layout.HOLDING_PREFIX):] + layout.SEP, self.dbs["hist_holding"]
+        elif key.startswith(layout.SUPPLY_PREFIX):
+            rest, db = key[len(layout.SUPPLY_PREFIX):] + layout.SEP, self.dbs["hist_supply"]
         else:
             return
         txn.put(rest + inverted_height(height), _U64.pack(0 if value is None else value[0]), db=db)
@@ -164,3 +167,37 @@ class Store:
     def clear_projections(self, txn: lmdb.Transaction) -> None:
         for name in PROJECTION_DBS:
             txn.drop(self.dbs[name], delete=False)
+
+
+class StoreHistory:
+    """`state.History` over a store transaction: versioned keys, one seek per answer."""
+
+    def __init__(self, store: Store, txn: lmdb.Transaction) -> None:
+        self._store = store
+        self._txn = txn
+
+    def holding_at(self, symbol: str, identity_id: str, height: int) -> int:
+        prefix = symbol.encode() + layout.SEP + identity_id.encode() + layout.SEP
+        return self._store.balance_at(self._txn, "hist_holding", prefix, height)
+
+    def supply_at(self, symbol: str, height: int) -> int:
+        return self._store.balance_at(self._txn, "hist_supply", symbol.encode() + layout.SEP, height)
+
+    def holders_at(self, symbol: str, height: int) -> list[tuple[str, int]]:
+        """Every identity with a positive balance at `height`, in ascending id order."""
+        prefix = symbol.encode() + layout.SEP
+        cursor = self._txn.cursor(db=self._store.dbs["hist_holding"])
+        out: list[tuple[str, int]] = []
+        position = prefix
+        while cursor.set_range(position):
+            key = cursor.key()
+            if not key.startswith(prefix):
+                break
+            identity = key[len(prefix):-9]
+            versions = prefix + identity + layout.SEP
+            if cursor.set_range(versions + inverted_height(height)) and cursor.key().startswith(versions):
+                amount = _U64.unpack(cursor.value())[0]
+                if amount > 0:
+                    out.append((identity.decode(), amount))
+            position = prefix + identity + b"\x01"
+        return out
