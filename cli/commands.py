@@ -176,6 +176,46 @@ def _rules(text: str | None) -> dict[str, Any]:
     return rules
 
 
+def _payments(values: list[str]) -> list[tuple[str, bytes]]:
+    out = []
+    for value in values:
+        identity, _, wallet = value.partition("=")
+        if not wallet:
+            raise CliError(f"--payment {value!r}: expected IDENTITY=WALLET")
+        out.append((identity, address(wallet)))
+    return out
+
+
+def _classes(values: list[str]) -> list[list[Any]]:
+    """TOKEN:SENIORITY:PREFERENCE_PER_UNIT:participating|non-participating[:CAP_PER_UNIT][:no-convert]"""
+    out = []
+    for value in values:
+        parts = value.split(":")
+        if len(parts) < 4 or parts[3] not in ("participating", "non-participating"):
+            raise CliError(f"--class {value!r}: expected TOKEN:SENIORITY:PREFERENCE:participating|non-participating"
+                           "[:CAP][:no-convert]")
+        extra = parts[4:]
+        convertible = "no-convert" not in extra
+        caps = [p for p in extra if p != "no-convert"]
+        out.append([parts[0], int(parts[1]), int(parts[2]), parts[3] == "participating",
+                    int(caps[0]) if caps else None, convertible])
+    return out
+
+
+def _content_hash(value: str) -> bytes:
+    """64 hex digits, or a file whose SHA-256 is meant."""
+    import hashlib
+
+    if len(value) == 64:
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            pass
+    if Path(value).is_file():
+        return hashlib.sha256(Path(value).read_bytes()).digest()
+    raise CliError(f"--hash {value!r}: neither 64 hex digits nor a file")
+
+
 A = address
 TX_SPECS: tuple[TxSpec, ...] = (
     TxSpec("grant-role", "an administrator grants admin, claim_issuer or token_issuer",
@@ -228,6 +268,41 @@ TX_SPECS: tuple[TxSpec, ...] = (
     TxSpec("recover", "an agent moves a lost wallet's holding to a new wallet of the same identity",
            (Arg("token"), Arg("lost-wallet"), Arg("new-wallet")),
            lambda s, a: s.recover(a.token, A(a.lost_wallet), A(a.new_wallet))),
+    TxSpec("set-document", "the token owner attaches or updates a document",
+           (Arg("token"), Arg("name"), Arg("uri"), Arg("hash", help="64 hex digits, or a file to hash")),
+           lambda s, a: s.set_document(a.token, a.name, a.uri, _content_hash(a.hash))),
+    TxSpec("remove-document", "the token owner removes a document", (Arg("token"), Arg("name")),
+           lambda s, a: s.remove_document(a.token, a.name)),
+    TxSpec("declare-distribution", "declare a dividend or coupon per unit held at a record height, funded now",
+           (Arg("id"), Arg("token"), Arg("payment-token"), Arg("record-height"),
+            Arg("rate", help="payment base units per unit, as N or N/D"), Arg("expires-at", help="unix seconds")),
+           lambda s, a: s.declare_distribution(a.id, a.token, a.payment_token, record_height=int(a.record_height),
+                                               rate_num=int(a.rate.partition("/")[0]),
+                                               rate_den=int(a.rate.partition("/")[2] or 1),
+                                               expires_at=int(a.expires_at))),
+    TxSpec("claim-distribution", "a holder claims its payment", (Arg("id"),),
+           lambda s, a: s.claim_distribution(a.id)),
+    TxSpec("pay-distribution", "an agent pushes payments", (Arg("id"), Arg("payment", nargs="+",
+                                                                        help="IDENTITY=WALLET")),
+           lambda s, a: s.pay_distribution(a.id, _payments(a.payment))),
+    TxSpec("reclaim-distribution", "the declarer takes back the unpaid remainder after expiry", (Arg("id"),),
+           lambda s, a: s.reclaim_distribution(a.id)),
+    TxSpec("declare-liquidation", "split a liquidation amount across share classes by the waterfall",
+           (Arg("id"), Arg("payment-token"), Arg("amount"), Arg("record-height"), Arg("expires-at"),
+            Arg("class", nargs="+", help="TOKEN:SENIORITY:PREFERENCE_PER_UNIT:participating|non-participating"
+                                         "[:CAP_PER_UNIT][:no-convert]")),
+           lambda s, a: s.declare_liquidation(a.id, a.payment_token, amount=int(a.amount),
+                                              record_height=int(a.record_height), expires_at=int(a.expires_at),
+                                              classes=_classes(getattr(a, "class")))),
+    TxSpec("create-ballot", "open a shareholder vote",
+           (Arg("id"), Arg("token"), Arg("question"), Arg("option", nargs="+"), Arg("record-height"),
+            Arg("opens-at-height"), Arg("closes-at-height")),
+           lambda s, a: s.create_ballot(a.id, a.token, a.question, a.option, record_height=int(a.record_height),
+                                        opens_at_height=int(a.opens_at_height),
+                                        closes_at_height=int(a.closes_at_height))),
+    TxSpec("vote", "vote (or change your vote) by option number, from 0", (Arg("id"), Arg("option")),
+           lambda s, a: s.vote(a.id, int(a.option))),
+    TxSpec("tally", "publish a closed ballot's result", (Arg("id"),), lambda s, a: s.tally(a.id)),
 )
 
 
@@ -289,12 +364,17 @@ QUERY_SPECS: tuple[tuple[str, str, tuple[tuple[str, str, bool], ...]], ...] = (
         ("token", "symbol", True), ("sender", "address or key file", True),
         ("receiver", "address or key file", True), ("amount", "amount in base units", True))),
     ("nonce", "an account's next nonce", (("address", "address or key file", True),)),
+    ("documents", "a token's current documents", (("token", "symbol", True),)),
+    ("distribution", "a distribution or liquidation", (("id", "action id", True),
+                                                      ("identity", "with this identity's entitlement", False))),
+    ("ballot", "a ballot and its running tallies", (("id", "action id", True),)),
 )
 
 _QUERY_METHODS = {"status": "chain_status", "block": "block_get", "validators": "validators_list",
                   "evidence": "evidence_list", "token": "token_get", "balance": "token_balance",
                   "holders": "token_holders", "identity": "identity_get", "tx": "tx_get",
-                  "events": "events_query", "compliance": "compliance_check", "nonce": "account_nonce"}
+                  "events": "events_query", "compliance": "compliance_check", "nonce": "account_nonce",
+                  "documents": "token_documents", "distribution": "distribution_get", "ballot": "ballot_get"}
 _INTEGER_PARAMS = {"height", "limit", "from_height", "to_height", "amount"}
 _ADDRESS_PARAMS = {"address", "sender", "receiver"}
 

@@ -37,6 +37,7 @@ HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "32 bytes
 HEIGHT = {"type": "integer", "minimum": 0, "maximum": 2**62}
 SYMBOL = {"type": "string", "pattern": "^[A-Z0-9][A-Z0-9.\\-]{0,15}$"}
 IDENTITY = {"type": "string", "pattern": "^[A-Za-z0-9._:\\-]{1,64}$"}
+ACTION_ID = IDENTITY
 AMOUNT = {"type": "integer", "minimum": 1, "maximum": AMOUNT_MAX}
 LIMIT = {"type": "integer", "minimum": 1, "maximum": queries.PAGE_LIMIT_MAX}
 OBJECT = {"type": "object"}
@@ -213,6 +214,36 @@ def build_registry(node: Node) -> MethodRegistry:
     registry.add(RpcMethod("compliance_check", "Dry run of a transfer: the exact code execution would give.",
                            (Param("token", SYMBOL), Param("sender", HEX32), Param("receiver", HEX32),
                             Param("amount", AMOUNT)), OBJECT, compliance_check))
+
+    # --- corporate actions -----------------------------------------------------------------------------
+
+    async def token_documents(token: str) -> list[dict[str, Any]]:
+        try:
+            return jsonable(queries.documents(ledger(), token))
+        except LedgerNotFound as exc:
+            raise _not_found(exc) from None
+
+    async def distribution_get(id: str, identity: str | None = None) -> dict[str, Any]:
+        try:
+            return jsonable(queries.distribution(ledger(), id, identity))
+        except LedgerNotFound as exc:
+            raise _not_found(exc) from None
+
+    async def ballot_get(id: str) -> dict[str, Any]:
+        try:
+            return jsonable(queries.ballot(ledger(), id))
+        except LedgerNotFound as exc:
+            raise _not_found(exc) from None
+
+    registry.add(RpcMethod("token_documents", "A token's current documents (name, URI, content hash).",
+                           (Param("token", SYMBOL),), {"type": "array"}, token_documents,
+                           errors=(ErrorCode.NOT_FOUND,)))
+    registry.add(RpcMethod("distribution_get", "A distribution or liquidation: terms, funding, paid so far; "
+                           "with an identity, its entitlement.", (Param("id", ACTION_ID),
+                                                                  Param("identity", IDENTITY, required=False)),
+                           OBJECT, distribution_get, errors=(ErrorCode.NOT_FOUND,)))
+    registry.add(RpcMethod("ballot_get", "A ballot: question, options, window and running tallies.",
+                           (Param("id", ACTION_ID),), OBJECT, ballot_get, errors=(ErrorCode.NOT_FOUND,)))
 
     # --- subscriptions -------------------------------------------------------------------------------
 

@@ -200,3 +200,31 @@ async def test_byzantine_validator_is_caught_and_the_honest_stay_safe_and_live(n
     async with RpcClient(network.rpc_url("validator-0")) as client:
         evidence = await client.call("evidence_list")
     assert evidence and {e["validator"] for e in evidence} == {liar.validator_key.verify_key.encode().hex()}
+
+
+async def test_corporate_actions_over_rpc(network):
+    from ledger.testing import FAR_FUTURE_S as EXPIRY
+
+    async with RpcClient(network.rpc_url("validator-0")) as client:
+        signers = await set_up_token(network, client)
+        issuer, agent, kyc = signers["issuer"], signers["agent"], signers["kyc"]
+        await submit(client, kyc.register_identity("treasury", [issuer.address]))
+        await submit(client, kyc.grant_claim("treasury", "kyc", EXPIRY))
+        assert (await submit(client, issuer.create_token("USD", "Tokenized dollars", decimals=2, rules={
+            "required_claims": ["kyc"]}, agents={agent.address: ["supply"]})))["status"] == "committed"
+        await submit(client, agent.issue("USD", issuer.address, 1_000_000))
+        record = (await client.call("chain_status"))["height"]
+        declared = await submit(client, issuer.declare_distribution("DIV-1", "ACME", "USD", record_height=record,
+                                                                     rate_num=2, rate_den=1, expires_at=EXPIRY))
+        assert declared["status"] == "committed", declared
+        assert (await submit(client, signers["alice"].claim_distribution("DIV-1")))["status"] == "committed"
+        info = await client.call("distribution_get", id="DIV-1", identity="alice")
+        assert info["funded"] == 2000 and info["paid"] == 2000 and info["identity"]["paid"] == 2000
+        await submit(client, issuer.set_document("ACME", "prospectus", "https://acme.example/p.pdf", b"\x07" * 32))
+        assert [d["name"] for d in await client.call("token_documents", token="ACME")] == ["prospectus"]
+        top = (await client.call("chain_status"))["height"]
+        await submit(client, issuer.create_ballot("AGM", "ACME", "Merge?", ["yes", "no"], record_height=top,
+                                                  opens_at_height=top, closes_at_height=top + 100))
+        await submit(client, signers["alice"].vote("AGM", 0))
+        ballot = await client.call("ballot_get", id="AGM")
+        assert ballot["tallies"] == [1000, 0] and ballot["voters"] == 1
