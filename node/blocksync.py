@@ -148,11 +148,29 @@ class BlockSync:
             self._waiting = None
         applied = 0
         for block_bytes, cert_bytes in answer.blocks:
+            if self._already_have(block_bytes):
+                continue  # consensus committed it while the answer was on its way
             if not self._apply_certified(peer, block_bytes, cert_bytes):
                 break
             applied += 1
         self.blocks_synced += applied
         return applied > 0
+
+    def _already_have(self, block_bytes: bytes) -> bool:
+        try:
+            height = Block.decode(block_bytes).height
+        except InvalidBlock:
+            return False
+        if height > self.ledger.tip.height:
+            return False
+        try:
+            ours = queries.block(self.ledger, height)[0]
+        except NotFound:
+            return False
+        if ours != block_bytes:
+            # A second block certified at a height we have would break agreement: say so loudly.
+            log.critical("a peer sent another block for height %d than the one this node committed", height)
+        return True
 
     def _apply_certified(self, peer: bytes, block_bytes: bytes, cert_bytes: bytes) -> bool:
         try:
