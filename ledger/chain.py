@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import lmdb
@@ -66,7 +66,8 @@ class Ledger:
         self.store = store
         self.genesis = genesis
         self.chain_id = genesis.chain_id
-        self._validated: OrderedDict[bytes, bytes] = OrderedDict()  # block hash -> parent root
+        # block hash -> (parent state root, its decoded transactions), from validate_block
+        self._validated: OrderedDict[bytes, tuple[bytes, list[Transaction]]] = OrderedDict()
         with store.read() as txn:
             stored = store.get_meta(txn, "genesis_hash")
         if stored is None:
@@ -132,11 +133,14 @@ class Ledger:
                            previous_block_hash=self.tip.block_hash,
                            previous_state_root=self.tip.state_root, proposer=proposer, txs=txs)
 
-    def validate_block(self, block: Block, *, verified: Collection[bytes] = ()) -> None:
+    def validate_block(self, block: Block, *, known: Mapping[bytes, Transaction] | None = None) -> None:
         """Raise `InvalidBlock` unless `block` may be the next one. Rules never invalidate a block:
-        a transaction that breaks one is recorded as rejected. Nonces and signatures do."""
+        a transaction that breaks one is recorded as rejected. Nonces and signatures do.
+
+        `known`: transactions this node already decoded and checked (its mempool), by hash; the
+        others are decoded and their signatures checked here."""
         self._check_header(block, certified=False)
-        txs = self._decode_txs(block, verified)
+        txs = self._decode_txs(block, known or {}, check_signatures=True)
         with self.store.read() as txn:
             state = self.store.state_over(txn)
             expected: dict[bytes, int] = {}
@@ -147,16 +151,21 @@ class Ledger:
                 if tx.nonce != want:
                     raise InvalidBlock(f"tx {index}: nonce {tx.nonce}, expected {want}")
                 expected[tx.signer] = want + 1
-        self._validated[block.hash] = self.tip.state_root
+        self._validated[block.hash] = (self.tip.state_root, txs)
         while len(self._validated) > VALIDATED_BLOCKS_MAX:
             self._validated.popitem(last=False)
 
-    def apply_block(self, block: Block, certificate: bytes, *, verified: Collection[bytes] = ()) -> BlockResult:
+    def apply_block(self, block: Block, certificate: bytes, *,
+                    known: Mapping[bytes, Transaction] | None = None) -> BlockResult:
         """Apply a decided block and store it with its commit certificate, atomically."""
-        if self._validated.get(block.hash) == self.tip.state_root:
-            verified = _AllVerified()
+        validated = self._validated.get(block.hash)
+        if validated is not None and validated[0] == self.tip.state_root:
+            txs = validated[1]  # decoded and checked by validate_block against this very state
+        else:
+            self._check_header(block, certified=True)
+            txs = self._decode_txs(block, known or {}, check_signatures=True)
         with self.store.write() as txn:
-            result = self._execute(txn, block, verified, certified=True)
+            result = self._execute(txn, block, txs, certified=True)
             txn.put(height_key(block.height), block.encode(), db=self.store.dbs["blocks"])
             txn.put(height_key(block.height), certificate, db=self.store.dbs["certs"])
         self.tip = self._load_tip()
@@ -182,7 +191,8 @@ class Ledger:
                 raise StateRootMismatch(message)
             raise InvalidBlock(message)
 
-    def _decode_txs(self, block: Block, verified: Collection[bytes]) -> list[Transaction]:
+    def _decode_txs(self, block: Block, known: Mapping[bytes, Transaction], *,
+                    check_signatures: bool) -> list[Transaction]:
         txs = []
         seen: set[bytes] = set()
         for index, raw in enumerate(block.txs):
@@ -190,17 +200,19 @@ class Ledger:
             if digest in seen:
                 raise InvalidBlock(f"tx {index}: the same transaction twice")
             seen.add(digest)
+            tx = known.get(digest)
+            if tx is not None:
+                txs.append(tx)
+                continue
             try:
-                txs.append(decode_transaction(raw, chain_id=self.chain_id,
-                                              verify_signature=digest not in verified))
+                txs.append(decode_transaction(raw, chain_id=self.chain_id, verify_signature=check_signatures))
             except InvalidTransaction as exc:
                 raise InvalidBlock(f"tx {index}: {type(exc).__name__}: {exc}") from None
         return txs
 
-    def _execute(self, txn: lmdb.Transaction, block: Block, verified: Collection[bytes], *,
+    def _execute(self, txn: lmdb.Transaction, block: Block, txs: list[Transaction], *,
                  certified: bool) -> BlockResult:
         self._check_header(block, certified=certified)
-        txs = self._decode_txs(block, verified)
         height, time_s = block.height, block.header.time_ms // 1000
         state = self.store.state_over(txn)
         receipts = []
@@ -255,7 +267,9 @@ class Ledger:
             self.tip = self._tip_in(txn)
             for key, raw in self.store.iter_prefix(txn, "blocks", b""):
                 block = Block.decode(raw)
-                result = self._execute(txn, block, _AllVerified(), certified=True)
+                # our own log: its signatures were checked when it was first applied
+                txs = self._decode_txs(block, {}, check_signatures=False)
+                result = self._execute(txn, block, txs, certified=True)
                 if old_roots.get(key) != result.state_root:
                     raise StateRootMismatch(f"rebuild gives another state root at height {block.height}")
                 self.tip = self._tip_in(txn)
@@ -298,16 +312,3 @@ class Ledger:
             except Refusal as refusal:
                 return refusal.outcome
         return OK
-
-
-class _AllVerified:
-    """A `verified` collection that contains every hash: signatures already checked."""
-
-    def __contains__(self, item: object) -> bool:
-        return True
-
-    def __iter__(self):  # pragma: no cover - Collection protocol only
-        return iter(())
-
-    def __len__(self) -> int:  # pragma: no cover
-        return 0

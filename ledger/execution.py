@@ -98,6 +98,24 @@ def dry_run(state: State, tx: Transaction, *, time_s: int, height: int) -> Outco
         state.rollback_transaction()
 
 
+def execute_if_accepted(state: State, tx: Transaction, *, time_s: int, height: int) -> Outcome:
+    """Execute `tx` only if the rules accept it; a refusal leaves `state` as it was, nonce included.
+    For a pending state (the mempool's): one run instead of a dry run and then an execution."""
+    nonce_key = layout.nonce(tx.signer)
+    expected = state.get(nonce_key, 0)
+    if tx.nonce != expected:
+        raise NonceMismatch(f"nonce {tx.nonce}, expected {expected}", expected=expected, got=tx.nonce)
+    state.begin_transaction()
+    try:
+        HANDLERS[tx.kind](Context(state, time_s, height, tx.signer), tx.body)
+    except Refusal as refusal:
+        state.rollback_transaction()
+        return refusal.outcome
+    state.set(nonce_key, tx.nonce + 1)
+    state.commit_transaction()
+    return OK
+
+
 # --- reads shared by the handlers -----------------------------------------------------------------
 
 

@@ -236,7 +236,7 @@ class ConsensusDriver:
             log.info("block %s is too far in the future", block.hash.hex()[:12])
             return False
         try:
-            self.ledger.validate_block(block, verified=self.mempool)
+            self.ledger.validate_block(block, known=self.mempool.transactions)
         except InvalidBlock as exc:
             log.warning("proposed block %s at height %d is invalid: %s", block.hash.hex()[:12], block.height, exc)
             return False
@@ -256,7 +256,7 @@ class ConsensusDriver:
     def commit(self, block: Block, certificate: bytes) -> BlockResult | None:
         """Apply a decided block; on a divergence, halt loudly rather than go on."""
         try:
-            result = self.ledger.apply_block(block, certificate, verified=self.mempool)
+            result = self.ledger.apply_block(block, certificate, known=self.mempool.transactions)
         except Exception as exc:  # StateRootMismatch, InvalidBlock of a certified block, disk errors
             self._on_halt(f"cannot apply certified block {block.height}: {type(exc).__name__}: {exc}")
             return None

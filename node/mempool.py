@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import lmdb
 
 from ledger import Ledger, Transaction, decode_transaction, layout
 from ledger import errors as ledger_errors
-from ledger.execution import dry_run, execute_transaction
+from ledger.execution import execute_if_accepted, execute_transaction
 from ledger.reasons import Outcome
 from ledger.state import State
 
@@ -68,6 +68,11 @@ class Mempool:
         return tx_hash in self._pending
 
     @property
+    def transactions(self) -> Mapping[bytes, Transaction]:
+        """Pending transactions by hash, decoded and checked: the ledger need not decode them again."""
+        return self._pending
+
+    @property
     def size_bytes(self) -> int:
         return self._bytes
 
@@ -96,10 +101,11 @@ class Mempool:
         if tx.nonce > expected:
             raise MempoolRefusal("nonce_gap", f"nonce {tx.nonce} skips ahead; next is {expected}")
         if check_rules:
-            outcome = self._dry_run(tx)
+            outcome = execute_if_accepted(self._overlay, tx, time_s=self._time_s(), height=self.ledger.tip.height + 1)
             if not outcome.ok:
                 raise MempoolRefusal("rule", f"the rules refuse it: {outcome}", outcome)
-        self._execute(tx)
+        else:
+            self._execute(tx)
         self._pending[tx.hash] = tx
         self._bytes += len(raw)
         return tx
@@ -146,9 +152,6 @@ class Mempool:
 
     def _time_s(self) -> int:
         return self.ledger.tip.time_ms // 1000
-
-    def _dry_run(self, tx: Transaction) -> Outcome:
-        return dry_run(self._overlay, tx, time_s=self._time_s(), height=self.ledger.tip.height + 1)
 
     def _execute(self, tx: Transaction) -> None:
         execute_transaction(self._overlay, tx, time_s=self._time_s(), height=self.ledger.tip.height + 1)
