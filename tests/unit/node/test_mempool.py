@@ -66,6 +66,11 @@ def test_gossiped_transactions_skip_the_rule_dry_run(chain):
     mempool = Mempool(chain.ledger)
     doomed = chain.signer("alice").transfer("ACME", chain.address("bob"), 10_000)
     assert mempool.add(doomed, check_rules=False)  # recorded as rejected on chain, not lost
+    assert mempool.pending_nonce(chain.address("alice")) == 1  # its nonce is taken in the pending state
+    result = chain.commit(doomed)
+    assert str(result.receipts[0].outcome) == "0x52 insufficient_balance"
+    mempool.update(r.tx_hash for r in result.receipts)
+    assert len(mempool) == 0 and mempool.pending_nonce(chain.address("alice")) == 1
 
 
 def test_bounds_in_count_and_bytes(chain):
