@@ -29,14 +29,16 @@ def _canonical(value: Any, depth: int) -> Any:
         return value
     inner = depth + 1
     if isinstance(value, dict):
-        keys = list(value)
-        for k in keys:
-            if not isinstance(k, str):
+        for k in value:
+            if type(k) is not str and not isinstance(k, str):
                 raise ValueError("map keys must be strings")
         if value and inner > DEPTH_MAX:
             raise ValueError("value nested too deeply")
-        return {k: v if type(v) in _SCALARS else _canonical(v, inner)
-                for k, v in ((k, value[k]) for k in sorted(keys))}
+        out = {}
+        for k in sorted(value):
+            v = value[k]
+            out[k] = v if type(v) in _SCALARS else _canonical(v, inner)
+        return out
     if isinstance(value, (list, tuple)):
         if value and inner > DEPTH_MAX:
             raise ValueError("value nested too deeply")
@@ -88,10 +90,10 @@ def decode(data: bytes, *, bytes_max: int) -> Any:
         )
     except Exception as exc:  # msgpack raises several unrelated types for bad input
         raise MalformedTransaction(f"not msgpack: {type(exc).__name__}: {exc}") from None
-    _check_depth(value, 0)
     try:
-        again = encode(value)
+        again = encode(value)  # also bounds the depth, so the usual path walks the value once
     except ValueError as exc:
+        _check_depth(value, 0)  # too deep is malformed; anything else has no canonical spelling
         raise NonCanonicalEncoding(str(exc)) from None
     if again != data:
         raise NonCanonicalEncoding("re-encoding gives different bytes")

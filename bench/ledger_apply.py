@@ -1,0 +1,144 @@
+"""Benchmark (not a test): checked transfers applied per second by `Ledger.apply_block`.
+
+Every transfer is applied the way a node applies a decided block it did not validate itself:
+decode, canonical check, Ed25519 signature check, nonce, the token's rules (required claims on
+both sides, country allow list, holder cap, balance cap, lock-up, volume window), then the block's
+one LMDB write (projections, history, receipts, events, state root).
+
+Beside it, the same run measures its bound on this machine: Ed25519 verifies per second (pynacl,
+the same payloads) and bare LMDB puts per second (one write transaction, keys and values of the
+ledger's sizes), combined with the number of LMDB entries the ledger writes per transfer into the
+best any implementation of this design could do in one thread. The ratio says how close we are.
+
+    .venv/bin/python bench/ledger_apply.py [--transfers 40000] [--block 2000] [--investors 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import lmdb  # noqa: E402
+from nacl.signing import VerifyKey  # noqa: E402
+
+from ledger.block import Block  # noqa: E402
+from ledger.testing import FAR_FUTURE_S, LedgerHarness, address_of  # noqa: E402
+from ledger.tx import SIGN_DOMAIN, decode_transaction  # noqa: E402
+
+#: The benchmark counts CPU time of this process: the figures hold on a machine shared with other
+#: work (a loaded CI runner), and one process on one core is what is measured. Wall time is printed too.
+CLOCK = time.process_time
+#: LMDB puts one checked transfer costs: state 7 (nonce, two balances, two holdings, supply, volume),
+#: history 4 (two wallets, two identities), results 7 (receipt, tx index, event, its kind, token and
+#: two address index entries).
+PUTS_PER_TRANSFER: int = 18
+
+RULES = {
+    "required_claims": ["kyc"],
+    "country_allow": ["DE", "FR", "US"],
+    "check_sender": True,
+    "holders_max": 100_000,
+    "balance_max_per_identity": 10**15,
+    "holding_period_s": 1,
+    "volume_limit": {"window_s": 86_400, "amount_max": 10**12},
+}
+
+
+def setup(harness: LedgerHarness, investors: int) -> list[str]:
+    harness.standard_setup()
+    kyc, names = harness.signer("kyc"), [f"inv-{i:05d}" for i in range(investors)]
+    countries = ("DE", "FR", "US")
+    for start in range(0, investors, 500):
+        part = names[start:start + 500]
+        txs = [kyc.register_identity(n, [address_of(n)]) for n in part]
+        txs += [kyc.grant_claim(n, "kyc", FAR_FUTURE_S) for n in part]
+        txs += [kyc.grant_claim(n, "country", FAR_FUTURE_S, countries[i % 3]) for i, n in enumerate(part)]
+        harness.commit(*txs)
+    harness.token("BENCH", rules=RULES)
+    agent = harness.signer("agent")
+    for start in range(0, investors, 1000):
+        harness.commit(*(agent.issue("BENCH", address_of(n), 10**9) for n in names[start:start + 1000]))
+    harness.commit(advance_ms=10_000)  # past the lock-up
+    return names
+
+
+def signed_transfers(harness: LedgerHarness, names: list[str], count: int, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        sender, receiver = rng.sample(names, 2)
+        out.append(harness.signer(sender).transfer("BENCH", address_of(receiver), rng.randint(1, 1000)))
+    return out
+
+
+def bench_apply(harness: LedgerHarness, txs: list[bytes], block_size: int) -> tuple[float, float]:
+    """CPU seconds and wall seconds spent in apply_block (signatures checked there)."""
+    spent = wall = 0.0
+    for start in range(0, len(txs), block_size):
+        block: Block = harness.block(txs[start:start + block_size])
+        began, began_wall = CLOCK(), time.perf_counter()
+        result = harness.ledger.apply_block(block, b"certificate:" + block.hash)
+        spent += CLOCK() - began
+        wall += time.perf_counter() - began_wall
+        refused = [str(r.outcome) for r in result.receipts if not r.outcome.ok]
+        assert not refused, refused[:3]
+    return spent, wall
+
+
+def bench_verify(txs: list[bytes], chain_id: str) -> float:
+    decoded = [decode_transaction(raw, chain_id=chain_id, verify_signature=False) for raw in txs]
+    jobs = [(VerifyKey(tx.signer), SIGN_DOMAIN + b"\x95" + tx.raw[1:-66], tx.signature) for tx in decoded]
+    began = CLOCK()
+    for key, payload, signature in jobs:
+        key.verify(payload, signature)
+    return len(jobs) / (CLOCK() - began)
+
+
+def bench_puts(count: int, directory: str) -> float:
+    rng = random.Random(1)
+    items = sorted((rng.randbytes(45), rng.randbytes(24)) for _ in range(count))
+    env = lmdb.open(os.path.join(directory, "puts"), map_size=1 << 32, sync=True, metasync=True)
+    began = CLOCK()
+    with env.begin(write=True) as txn:
+        for key, value in items:
+            txn.put(key, value)
+    rate = count / (CLOCK() - began)
+    env.close()
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--transfers", type=int, default=40_000)
+    parser.add_argument("--block", type=int, default=2_000, help="transfers per block")
+    parser.add_argument("--investors", type=int, default=1_000)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
+    with tempfile.TemporaryDirectory() as tmp:
+        harness = LedgerHarness(os.path.join(tmp, "store"))
+        names = setup(harness, args.investors)
+        txs = signed_transfers(harness, names, args.transfers, args.seed)
+        spent, wall = bench_apply(harness, txs, args.block)
+        applied = len(txs) / spent
+        verifies = bench_verify(txs[:20_000], harness.genesis.chain_id)
+        puts = bench_puts(200_000, tmp)
+        bound = 1 / (1 / verifies + PUTS_PER_TRANSFER / puts)
+        assert harness.ledger.verify_accumulator()
+        harness.close()
+    print(f"transfers: {len(txs)} in blocks of {args.block}, {args.investors} investors, one core, CPU time")
+    print(f"apply_block, signatures checked: {applied:10,.0f} transfers/s   (wall {len(txs) / wall:,.0f}/s)")
+    print(f"Ed25519 verifies (pynacl):       {verifies:10,.0f} /s            ratio {applied / verifies:.2f}")
+    print(f"bare LMDB puts:                  {puts:10,.0f} /s            ({PUTS_PER_TRANSFER} per transfer)")
+    print(f"bound, 1 verify + {PUTS_PER_TRANSFER} puts:        {bound:10,.0f} transfers/s  ratio {applied / bound:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""The store: blocks checked against the chain before anything is written, one write per block,
+the state accumulator and root, a rebuild from the log that reproduces every byte, and two stores
+fed the same blocks ending byte-identical."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from ledger import layout, queries, testing
+from ledger.block import Block
+from ledger.chain import Ledger
+from ledger.errors import InvalidBlock, StateRootMismatch, StoreError
+from ledger.store import state_root
+from ledger.testing import FAR_FUTURE_S, LedgerHarness, address_of
+
+
+def _busy_history(chain) -> None:
+    """A few blocks touching every kind of record, refusals included."""
+    chain.investor("alice", accredited=True, wallets=("alice", "alice-2"))
+    chain.investor("bob", country="FR")
+    chain.token("ACME", rules={"holders_max": 10, "holding_period_s": 5})
+    agent, alice = chain.signer("agent"), chain.signer("alice")
+    chain.commit(agent.issue("ACME", address_of("alice"), 100), agent.issue("ACME", address_of("bob"), 3),
+                 agent.issue("ACME", address_of("nobody"), 3))
+    chain.commit(alice.transfer("ACME", address_of("bob"), 10), advance_ms=10_000)
+    chain.commit(agent.freeze_partial("ACME", address_of("alice"), 50), alice.transfer("ACME", address_of("bob"), 60),
+                 agent.recover("ACME", address_of("alice"), address_of("alice-2")),
+                 chain.signer("kyc").grant_claim("bob", "accredited", FAR_FUTURE_S))
+    chain.commit(agent.redeem("ACME", address_of("bob"), 13), chain.signer("issuer").set_rules("ACME", {}))
+
+
+def _blocks(ledger: Ledger) -> list[tuple[Block, bytes]]:
+    out = []
+    for height in range(1, ledger.tip.height + 1):
+        raw, cert = queries.block(ledger, height)
+        out.append((Block.decode(raw), cert))
+    return out
+
+
+def test_rebuild_reproduces_every_projection_byte_for_byte(chain, snapshot):
+    _busy_history(chain)
+    before = snapshot(chain.ledger)
+    tip = chain.ledger.tip
+    assert chain.ledger.rebuild() == tip.height
+    assert chain.ledger.tip == tip
+    assert snapshot(chain.ledger) == before
+    assert chain.ledger.verify_accumulator()
+
+
+def test_two_stores_fed_the_same_blocks_end_byte_identical(chain, snapshot, tmp_path):
+    _busy_history(chain)
+    other = Ledger.open(str(tmp_path / "other"), chain.genesis)
+    try:
+        for block, cert in _blocks(chain.ledger):
+            other.validate_block(block)
+            result = other.apply_block(block, cert)
+            assert result.state_root == queries.state_root_at(chain.ledger, block.height)
+        assert snapshot(other) == snapshot(chain.ledger)
+    finally:
+        other.close()
+
+
+def test_apply_without_validate_checks_signatures_itself(chain, tmp_path):
+    _busy_history(chain)
+    other = Ledger.open(str(tmp_path / "other"), chain.genesis)
+    try:
+        for block, cert in _blocks(chain.ledger):
+            other.apply_block(block, cert)
+        assert other.tip == chain.ledger.tip
+    finally:
+        other.close()
+
+
+def test_reopening_a_store_keeps_the_tip(chain, tmp_path):
+    _busy_history(chain)
+    tip = chain.ledger.tip
+    path = chain.ledger.store.env.path()
+    chain.ledger.close()
+    again = Ledger.open(path, chain.genesis)
+    try:
+        assert again.tip == tip and again.verify_accumulator()
+    finally:
+        again.close()
+    chain.ledger = Ledger.open(path, chain.genesis)  # for the fixture's close
+
+
+def test_a_store_of_another_chain_is_refused(chain):
+    path = chain.ledger.store.env.path()
+    chain.ledger.close()
+    with pytest.raises(StoreError):
+        Ledger.open(path, testing.test_genesis(chain_id="other-chain"))
+    chain.ledger = Ledger.open(path, chain.genesis)
+
+
+def test_accumulator_audits_the_state(chain):
+    _busy_history(chain)
+    assert chain.ledger.verify_accumulator()
+    with chain.ledger.store.write() as txn:
+        txn.put(layout.nonce(address_of("alice")), b"\x05", db=chain.ledger.store.dbs["state"])
+    assert not chain.ledger.verify_accumulator()
+
+
+def test_state_root_commits_to_state_and_results():
+    acc = 12345
+    assert state_root(1, acc, b"r" * 32) != state_root(1, acc + 1, b"r" * 32)
+    assert state_root(1, acc, b"r" * 32) != state_root(1, acc, b"s" * 32)
+    assert state_root(1, acc, b"r" * 32) != state_root(2, acc, b"r" * 32)
+
+
+def test_a_refused_transaction_changes_the_root_only_through_its_nonce_and_receipt(tmp_path):
+    """Same state before; one chain refuses a transaction, the other has an empty block: the
+    roots differ (receipts and the nonce are committed), which is what makes refusals auditable."""
+    roots = []
+    for name, txs in (("a", True), ("b", False)):
+        h = LedgerHarness(str(tmp_path / name))
+        h.standard_setup()
+        result = h.commit(*([h.signer("nobody").grant_role("admin", address_of("x"))] if txs else []))
+        roots.append(result.state_root)
+        h.close()
+    assert roots[0] != roots[1]
+
+
+# --- blocks that do not fit the chain ----------------------------------------------------------------
+
+
+def _replace_header(block: Block, **changes) -> Block:
+    return Block(dataclasses.replace(block.header, **changes), block.txs)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"chain_id": "other"}, "block for chain"),
+    ({"height": 99}, "expected"),
+    ({"previous_block_hash": b"\x01" * 32}, "previous block hash"),
+    ({"time_ms": 0}, "not after"),
+    ({"txs_hash": b"\x02" * 32}, "txs hash"),
+])
+def test_header_checks(chain, snapshot, change, message):
+    block = _replace_header(chain.block([chain.signer("admin").grant_role("admin", address_of("x"))]), **change)
+    before = snapshot(chain.ledger)
+    with pytest.raises(InvalidBlock, match=message):
+        chain.ledger.validate_block(block)
+    with pytest.raises(InvalidBlock, match=message):
+        chain.ledger.apply_block(block, b"cert")
+    assert snapshot(chain.ledger) == before
+
+
+def test_a_certified_block_on_another_state_root_stops_the_node(chain, snapshot):
+    block = _replace_header(chain.block([]), previous_state_root=b"\x03" * 32)
+    before = snapshot(chain.ledger)
+    with pytest.raises(InvalidBlock, match="state root"):
+        chain.ledger.validate_block(block)
+    with pytest.raises(StateRootMismatch):
+        chain.ledger.apply_block(block, b"cert")
+    assert snapshot(chain.ledger) == before
+
+
+def test_rebuild_detects_a_log_that_no_longer_gives_the_stored_roots(chain):
+    _busy_history(chain)
+    with chain.ledger.store.write() as txn:  # corrupt one stored root
+        txn.put((3).to_bytes(8, "big"), b"\x00" * 32, db=chain.ledger.store.dbs["roots"])
+    with pytest.raises(StateRootMismatch, match="height 3"):
+        chain.ledger.rebuild()
