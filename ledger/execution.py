@@ -164,6 +164,15 @@ def _identity_of(state: State, address: bytes) -> str | None:
     return state.get(layout.wallet(address))
 
 
+def _refuse_lost_wallets(state: State, sender: bytes | None, receiver: bytes | None) -> None:
+    """A wallet a recovery declared lost may neither send nor receive: its key is presumed in
+    the wrong hands (T-REX retires it the same way)."""
+    if sender is not None and state.get(layout.lost_wallet(sender)) is not None:
+        raise refuse(INVALID_SENDER, "sender_wallet_lost")
+    if receiver is not None and state.get(layout.lost_wallet(receiver)) is not None:
+        raise refuse(INVALID_RECEIVER, "receiver_wallet_lost")
+
+
 # --- compliance -------------------------------------------------------------------------------------
 
 
@@ -249,6 +258,7 @@ def check_transfer(state: State, symbol: str, sender: bytes, receiver: bytes, am
         raise refuse(INVALID_RECEIVER, "receiver_not_registered")
     if sender == receiver:
         raise refuse(INVALID_RECEIVER, "receiver_is_sender")
+    _refuse_lost_wallets(state, sender, receiver)
     balance, frozen, sender_frozen = _wallet(state, symbol, sender)
     if sender_frozen:
         raise refuse(INVALID_SENDER, "sender_frozen")
@@ -483,6 +493,7 @@ def token_issue(ctx: Context, body: dict[str, Any]) -> None:
     receiver_id = _identity_of(ctx.state, to)
     if receiver_id is None:
         raise refuse(INVALID_RECEIVER, "receiver_not_registered")
+    _refuse_lost_wallets(ctx.state, None, to)
     total, _ = ctx.state.get(layout.supply(symbol))
     cap = min(rules.get("supply_cap", AMOUNT_MAX), AMOUNT_MAX)
     if total + amount > cap:
@@ -535,6 +546,7 @@ def token_force_transfer(ctx: Context, body: dict[str, Any]) -> None:
         raise refuse(INVALID_RECEIVER, "receiver_not_registered")
     if sender == to:
         raise refuse(INVALID_RECEIVER, "receiver_is_sender")
+    _refuse_lost_wallets(ctx.state, None, to)
     for topic in rules.get("required_claims", ()):
         if valid_claim(ctx.state, receiver_id, topic, ctx.time_s) is None:
             raise refuse(INVALID_RECEIVER, f"receiver_missing_claim:{topic}")
@@ -623,12 +635,14 @@ def token_recover(ctx: Context, body: dict[str, Any]) -> None:
         raise refuse(INVALID_SENDER, "lost_wallet_not_registered")
     if lost == new or _identity_of(ctx.state, new) != identity_id:
         raise refuse(INVALID_RECEIVER, "new_wallet_not_same_identity")
+    _refuse_lost_wallets(ctx.state, None, new)
     balance, frozen, flag = _wallet(ctx.state, symbol, lost)
     if balance == 0 and not flag:
         raise refuse(FAILURE, "nothing_to_recover")
     new_balance, new_frozen, new_flag = _wallet(ctx.state, symbol, new)
     _set_wallet(ctx.state, symbol, lost, 0, 0, False)
     _set_wallet(ctx.state, symbol, new, new_balance + balance, new_frozen + frozen, new_flag or flag)
+    ctx.state.set(layout.lost_wallet(lost), 1)
     ctx.emit("token.recovered", symbol, (lost, new), lost_wallet=lost, new_wallet=new, identity=identity_id,
              amount=balance, frozen_amount=frozen, address_frozen=flag, agent=ctx.signer)
 

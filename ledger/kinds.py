@@ -143,6 +143,19 @@ def unique_list(item: Checker, length_max: int = LIST_MAX, *, sorted_: bool = Tr
     return check
 
 
+def non_empty(inner: Checker) -> Checker:
+    """A list that must name something: an empty allow list would read as "nobody" to one reader
+    and "no limit" to another, so it is refused (leave the rule out for no limit)."""
+
+    def check(name: str, value: Any) -> Any:
+        items = inner(name, value)
+        if not items:
+            raise InvalidBody(f"{name}: must not be empty (leave the rule out for no limit)")
+        return items
+
+    return check
+
+
 def optional(inner: Checker) -> Checker:
     def check(name: str, value: Any) -> Any:
         return None if value is None else inner(name, value)
@@ -176,7 +189,7 @@ volume_limit = record({"window_s": period_s, "amount_max": amount})
 #: Transfer rules a token may set; every key is optional, an absent key means no such limit.
 RULE_FIELDS: dict[str, Checker] = {
     "required_claims": unique_list(one_of(("accredited", "country", "investor_type", "kyc"))),
-    "country_allow": unique_list(country, 300),
+    "country_allow": non_empty(unique_list(country, 300)),
     "country_block": unique_list(country, 300),
     "investor_types_allow": unique_list(one_of(INVESTOR_TYPES)),
     "holders_max": holders_max,

@@ -21,6 +21,11 @@ def role_prefix(role_name: str) -> bytes:
     return b"role:" + role_name.encode() + SEP
 
 
+def lost_wallet(address: bytes) -> bytes:
+    """-> 1 once a recovery moved a holding off this wallet: it may never send or receive again."""
+    return b"lost:" + address
+
+
 def identity(identity_id: str) -> bytes:
     """-> tuple of the identity's wallet addresses, in ascending order."""
     return b"identity:" + identity_id.encode()

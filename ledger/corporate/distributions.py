@@ -127,6 +127,8 @@ def _pay(ctx: Context, action_id: str, record: dict[str, Any], identity_id: str,
     if amount == 0:
         raise refuse(INVALID_RECEIVER, "not_entitled")
     payment_token = record["payment_token"]
+    if ctx.state.get(layout.lost_wallet(wallet)) is not None:
+        raise refuse(INVALID_RECEIVER, "receiver_wallet_lost")
     for symbol in (*record["tokens"], payment_token):
         if _wallet(ctx.state, symbol, wallet)[2]:
             raise refuse(INVALID_RECEIVER, "payment_held:wallet_frozen")
