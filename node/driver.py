@@ -35,6 +35,7 @@ from ledger import Block, BlockResult, InvalidBlock, Ledger
 
 from . import wire
 from .byzantine import Byzantine
+from .consensus_wal import ConsensusWal
 from .evidence_pool import EvidencePool
 from .mempool import Mempool
 from .sign_guard import SignStateFile
@@ -77,6 +78,7 @@ class ConsensusDriver:
         limits: BlockLimits,
         timeout_commit_ms: int,
         empty_block_interval_ms: int = 0,
+        wal: ConsensusWal | None = None,
     ) -> None:
         self.core = core
         self.ledger = ledger
@@ -100,15 +102,30 @@ class ConsensusDriver:
         self._next_height_timer: asyncio.TimerHandle | None = None
         self.stopped = False
         self.byzantine: Byzantine | None = None  # fault campaigns only; see node/byzantine.py
+        self.wal = wal
         self.decided_without_block: tuple[int, bytes] | None = None
 
     # --- start / stop ----------------------------------------------------------------------------
 
     def start(self) -> None:
         self._run(self.core.start())
+        self._replay_wal()
+
+    def _replay_wal(self) -> None:
+        """After a restart, feed the core what it had received for the heights not yet decided."""
+        if self.wal is None:
+            return
+        self.wal.forget_below(self.core.height)
+        for height in (self.core.height, self.core.height + 1, self.core.height + 2):
+            for data in self.wal.read(height):
+                if self.stopped:
+                    return
+                self._run(self.core.receive_bytes(data))
 
     def stop(self) -> None:
         self.stopped = True
+        if self.wal is not None:
+            self.wal.close()
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
@@ -120,13 +137,16 @@ class ConsensusDriver:
     def on_consensus_message(self, data: bytes) -> None:
         if self.stopped:
             return
-        if self._idle:
-            try:
-                if decode_message(data).height > self.core.height:
-                    self.wake()  # a peer has started the next height: join it
-            except MalformedMessage:
-                pass
-        self._run(self.core.receive_bytes(data))
+        try:
+            message = decode_message(data)
+        except MalformedMessage:
+            self.core.drops.malformed += 1
+            return
+        if self.wal is not None and self.core.height <= message.height <= self.core.height + 2:
+            self.wal.append(message.height, data)
+        if self._idle and message.height > self.core.height:
+            self.wake()  # a peer has started the next height: join it
+        self._run(self.core.receive(message))
 
     def wake(self) -> None:
         """Something to order arrived (a transaction, or a peer's message for the next height):
@@ -154,6 +174,13 @@ class ConsensusDriver:
 
     def own_messages(self) -> list[bytes]:
         return list(self._own)
+
+    def gossip_messages(self) -> list[bytes]:
+        """What to re-send when the height does not move: our own messages (with our proposal's
+        block), and every proposal and vote we hold for the current round with its proof of lock,
+        so a peer that lost some on a cut link, or restarted without them, gets them again."""
+        held = self.core.round_messages(self.core.round) + self.core.pol_prevotes(self.core.round)
+        return self.own_messages() + [wire.encode(wire.ConsensusMessage(encode_message(m))) for m in held]
 
     def catch_up(self) -> None:
         """Move the core to the height above the ledger's tip (after a commit, or block sync)."""
@@ -193,7 +220,10 @@ class ConsensusDriver:
             block = self._blocks.get(message.block_id)
             if block is not None:
                 frames.append(wire.encode(wire.ProposalBlock(block.encode())))
-        frames.append(wire.encode(wire.ConsensusMessage(encode_message(message))))
+        encoded = encode_message(message)
+        frames.append(wire.encode(wire.ConsensusMessage(encoded)))
+        if self.wal is not None:
+            self.wal.append(message.height, encoded)
         for frame in frames:
             self._broadcast(frame)
         self._own.extend(frames)
@@ -278,6 +308,8 @@ class ConsensusDriver:
 
     def _enter_height(self, height: int) -> None:
         self._own.clear()
+        if self.wal is not None:
+            self.wal.forget_below(height)
         self._awaiting.clear()
         for block_id in [k for k, b in self._blocks.items() if b.height < height]:
             del self._blocks[block_id]

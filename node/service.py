@@ -26,6 +26,7 @@ from . import wire
 from .blocksync import BlockSync
 from .byzantine import Byzantine, mode_from_environment
 from .config import NodeConfig
+from .consensus_wal import ConsensusWal
 from .driver import BlockLimits, ConsensusDriver
 from .evidence_pool import EvidencePool
 from .genesis_file import load_genesis
@@ -113,7 +114,7 @@ class Node:
             evidence=self.evidence, broadcast=self._broadcast_to_validators, on_commit=self._on_commit,
             on_halt=self.halt, request_missing_block=lambda _height: self.sync.kick(),
             limits=BlockLimits(c.block_txs_max, c.block_bytes_max), timeout_commit_ms=c.timeout_commit_ms,
-            empty_block_interval_ms=c.empty_block_interval_ms)
+            empty_block_interval_ms=c.empty_block_interval_ms, wal=ConsensusWal(home / "consensus_wal"))
 
     # --- start / stop ----------------------------------------------------------------------------------
 
@@ -258,7 +259,7 @@ class Node:
     def _on_peer_up(self, peer: bytes) -> None:
         self._send_status(peer)
         if self.driver is not None and peer not in self.observer_keys:
-            for message in self.driver.own_messages():
+            for message in self.driver.gossip_messages():
                 self.peers.send(peer, message)
 
     def _on_peer_down(self, peer: bytes) -> None:
@@ -296,8 +297,9 @@ class Node:
             self._send_status()
             height = self.ledger.tip.height
             if self.driver is not None and height == self._last_status_height:
-                # The height is stuck: re-send what we signed in case a cut link lost it.
-                for message in self.driver.own_messages():
+                # The height is stuck: re-send what we hold for this round in case a cut link,
+                # or a peer's restart, lost it (the core itself never retransmits).
+                for message in self.driver.gossip_messages():
                     self._broadcast_to_validators(message)
             self._last_status_height = height
 

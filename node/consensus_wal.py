@@ -1,0 +1,74 @@
+"""The consensus write-ahead log: every proposal and vote this node received or signed for the
+heights it has not decided yet, so that a restart can feed them back to the core.
+
+The core is safe without it (its lock and last signature are in the double-sign guard), but not
+always live: after a restart it would forget votes that only it holds (docs/CONSENSUS.md, "What
+the node's gossip must do", item 4). One append-only file per height, each record a 4-byte length
+and the encoded message; files of decided heights are deleted. Records are flushed to the OS on
+every append (they survive the process being killed) but not fsynced: losing them to a power cut
+costs liveness at worst, never safety, and an fsync per vote would halve the vote rate.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+_LENGTH = struct.Struct(">I")
+#: Most records kept per height: a flood of valid-looking votes cannot fill the disk.
+RECORDS_PER_HEIGHT_MAX: int = 50_000
+MESSAGE_BYTES_MAX: int = 4096
+
+
+class ConsensusWal:
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._files: dict[int, object] = {}
+        self._counts: dict[int, int] = {}
+
+    def _path(self, height: int) -> Path:
+        return self.directory / f"{height:020d}.wal"
+
+    def append(self, height: int, message: bytes) -> None:
+        if len(message) > MESSAGE_BYTES_MAX or self._counts.get(height, 0) >= RECORDS_PER_HEIGHT_MAX:
+            return
+        handle = self._files.get(height)
+        if handle is None:
+            handle = self._files[height] = open(self._path(height), "ab")  # noqa: SIM115
+        handle.write(_LENGTH.pack(len(message)) + message)  # type: ignore[attr-defined]
+        handle.flush()  # type: ignore[attr-defined]
+        self._counts[height] = self._counts.get(height, 0) + 1
+
+    def read(self, height: int) -> list[bytes]:
+        """The records of `height` in the order written; a torn last record is ignored."""
+        try:
+            data = self._path(height).read_bytes()
+        except FileNotFoundError:
+            return []
+        out, offset = [], 0
+        while offset + _LENGTH.size <= len(data):
+            (length,) = _LENGTH.unpack_from(data, offset)
+            record = data[offset + _LENGTH.size: offset + _LENGTH.size + length]
+            if len(record) != length or length > MESSAGE_BYTES_MAX:
+                break
+            out.append(record)
+            offset += _LENGTH.size + length
+        return out
+
+    def forget_below(self, height: int) -> None:
+        """Drop the logs of every height below `height` (decided: the store has them)."""
+        for h in [h for h in self._files if h < height]:
+            self._files.pop(h).close()  # type: ignore[attr-defined]
+            self._counts.pop(h, None)
+        for path in self.directory.glob("*.wal"):
+            try:
+                if int(path.stem) < height:
+                    path.unlink()
+            except ValueError:
+                continue
+
+    def close(self) -> None:
+        for handle in self._files.values():
+            handle.close()  # type: ignore[attr-defined]
+        self._files.clear()

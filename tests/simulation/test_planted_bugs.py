@@ -1,0 +1,121 @@
+"""Break the protocol on purpose and show that the simulator catches each break.
+
+Every test plants one bug by subclassing the core (or the signer), sweeps seeds until a checker
+fires, and asserts it was the expected invariant, within a stated number of seeds. The runs are
+deterministic, so "within N seeds" is a fixed fact, re-checked on every `make test`.
+"""
+
+import pytest
+
+from consensus.core import TendermintCore
+from consensus.signing import Signer, SignState
+from consensus.testing import InvariantViolation, Simulation
+
+#: Where lock bugs show: an amnesiac validator (it ignores locks and precommits to one node only),
+#: some clogged messages, and gossip slow enough (4 s) that a node that missed a decision starts
+#: the next round before block sync tells it about the decision.
+LOCK_ATTACK = dict(validators=4, byzantine=("amnesiac",), slow_pct=10, gossip_ms=4000, fault_ms=6000,
+                   crash_pct=0, partition_pct=0, loss_pct=5)
+
+
+def first_violation(seeds: int, **kwargs: object) -> InvariantViolation:
+    for seed in range(seeds):
+        try:
+            Simulation(seed, **kwargs).run()  # type: ignore[arg-type]
+        except InvariantViolation as exc:
+            return exc
+    pytest.fail(f"planted bug not caught within {seeds} seeds")
+
+
+class HalfQuorum(TendermintCore):
+    """Counts a quorum as more than half of the power instead of more than two thirds."""
+
+    def _has_quorum(self, power: int) -> bool:
+        return 2 * power > self.validators.total_power
+
+
+class SkipLockCheck(TendermintCore):
+    """Prevotes any valid proposal, whatever it is locked on (lines 23 and 29 dropped)."""
+
+    def _lock_allows(self, block_id: bytes, pol_round: int) -> bool:
+        return True
+
+
+class SkipLocking(TendermintCore):
+    """Precommits a block without locking on it or recording it as the valid value (line 36-43)."""
+
+    def _try_precommit_block(self, out: list) -> bool:
+        fired = super()._try_precommit_block(out)
+        self.locked_value, self.locked_round, self.valid_value, self.valid_round = None, -1, None, -1
+        return fired
+
+
+class AcceptEveryBlock(TendermintCore):
+    """Treats every proposed block as valid, whatever the node answered."""
+
+    def block_validity(self, height: int, block_id: bytes, valid: bool) -> list:
+        return super().block_validity(height, block_id, True)
+
+
+class ForgetfulSigner(Signer):
+    """Loses its persisted record on restart and has no guard: signs whatever it is asked."""
+
+    def __init__(self, signing_key, chain_id: str, state: SignState | None = None) -> None:
+        super().__init__(signing_key, chain_id, None)
+
+    def check(self, height: int, round_: int, step, data: bytes) -> bytes | None:
+        return None
+
+
+class NoPrecommitTimeout(TendermintCore):
+    """Never schedules the precommit timeout (lines 47-48), so a failed round never ends."""
+
+    def _try_precommit_timeout(self, out: list) -> bool:
+        return False
+
+
+def test_quorum_counted_as_half_is_caught() -> None:
+    exc = first_violation(20, validators=7, byzantine=("equivocator", "double-voter"), core_class=HalfQuorum)
+    assert exc.kind in ("certificate", "agreement")
+
+
+def test_skipping_the_lock_is_caught() -> None:
+    exc = first_violation(100, **LOCK_ATTACK, core_class=SkipLocking)
+    assert exc.kind == "agreement"
+
+
+def test_ignoring_the_lock_is_caught() -> None:
+    exc = first_violation(300, **LOCK_ATTACK, core_class=SkipLockCheck)
+    assert exc.kind == "agreement"
+
+
+def test_accepting_invalid_blocks_is_caught() -> None:
+    exc = first_violation(20, validators=4, byzantine=("garbage",), core_class=AcceptEveryBlock)
+    assert exc.kind == "validity"
+
+
+def test_losing_the_double_sign_record_is_caught() -> None:
+    exc = first_violation(30, validators=4, byzantine=(), signer_class=ForgetfulSigner)
+    assert exc.kind == "double-sign"
+
+
+def test_missing_precommit_timeout_is_caught_as_liveness() -> None:
+    exc = first_violation(20, validators=4, byzantine=(), core_class=NoPrecommitTimeout)
+    assert exc.kind == "liveness"
+
+
+@pytest.mark.parametrize(
+    ("seeds", "settings"),
+    [
+        (20, dict(validators=7, byzantine=("equivocator", "double-voter"))),
+        (100, LOCK_ATTACK),
+        (20, dict(validators=4, byzantine=("garbage",))),
+        (30, dict(validators=4, byzantine=())),
+    ],
+)
+def test_control_the_same_seeds_pass_without_the_bug(seeds: int, settings: dict) -> None:
+    for seed in range(seeds):
+        try:
+            Simulation(seed, **settings).run()
+        except InvariantViolation as exc:
+            pytest.fail(str(exc), pytrace=False)

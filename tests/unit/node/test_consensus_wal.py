@@ -1,0 +1,44 @@
+"""The consensus write-ahead log keeps undecided heights' messages across a restart."""
+
+from __future__ import annotations
+
+from nacl.signing import SigningKey
+
+from consensus.messages import PREVOTE, encode_message
+from consensus.signing import Signer
+from node.consensus_wal import RECORDS_PER_HEIGHT_MAX, ConsensusWal
+
+
+def vote(height: int, round_: int) -> bytes:
+    signer = Signer(SigningKey(bytes(32)), "chain")
+    return encode_message(signer.sign_vote(PREVOTE, height, round_, b"\x01" * 32))
+
+
+def test_append_read_forget(tmp_path):
+    wal = ConsensusWal(tmp_path / "wal")
+    wal.append(5, vote(5, 0))
+    wal.append(5, vote(5, 1))
+    wal.append(6, vote(6, 0))
+    wal.close()
+    again = ConsensusWal(tmp_path / "wal")  # a restart
+    assert again.read(5) == [vote(5, 0), vote(5, 1)] and again.read(6) == [vote(6, 0)]
+    again.forget_below(6)
+    assert again.read(5) == [] and again.read(6) == [vote(6, 0)]
+
+
+def test_a_torn_last_record_is_ignored(tmp_path):
+    wal = ConsensusWal(tmp_path / "wal")
+    wal.append(3, vote(3, 0))
+    wal.close()
+    path = next((tmp_path / "wal").glob("*.wal"))
+    path.write_bytes(path.read_bytes() + b"\x00\x00\x01\x00partial")
+    assert ConsensusWal(tmp_path / "wal").read(3) == [vote(3, 0)]
+
+
+def test_bounded_per_height(tmp_path, monkeypatch):
+    monkeypatch.setattr("node.consensus_wal.RECORDS_PER_HEIGHT_MAX", 3)
+    wal = ConsensusWal(tmp_path / "wal")
+    for round_ in range(10):
+        wal.append(1, vote(1, round_))
+    assert len(wal.read(1)) == 3
+    assert RECORDS_PER_HEIGHT_MAX > 3
