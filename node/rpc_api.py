@@ -88,15 +88,19 @@ def build_registry(node: Node) -> MethodRegistry:
 
     async def tx_wait(hash: str, timeout_ms: int = 10_000) -> dict[str, Any]:
         digest = bytes.fromhex(hash)
+        committed = node.watch_tx(digest)  # before the look, so no commit slips between the two
         try:
+            try:
+                return jsonable(_receipt(queries.transaction(ledger(), digest)))
+            except LedgerNotFound:
+                pass
+            try:
+                await asyncio.wait_for(committed, timeout_ms / 1000)
+            except TimeoutError:
+                raise Timeout(timeout_ms) from None
             return jsonable(_receipt(queries.transaction(ledger(), digest)))
-        except LedgerNotFound:
-            pass
-        try:
-            await asyncio.wait_for(node.wait_for_tx(digest), timeout_ms / 1000)
-        except TimeoutError:
-            raise Timeout(timeout_ms) from None
-        return jsonable(_receipt(queries.transaction(ledger(), digest)))
+        finally:
+            node.unwatch_tx(digest, committed)
 
     registry.add(RpcMethod("tx_submit", "Submit a signed transaction (hex of its canonical bytes).",
                            (Param("tx", {"type": "string", "pattern": "^([0-9a-f]{2})+$", "maxLength": 40_000},

@@ -167,17 +167,19 @@ class Node:
             self.driver.wake()
         return tx
 
-    async def wait_for_tx(self, tx_hash: bytes) -> None:
+    def watch_tx(self, tx_hash: bytes) -> asyncio.Future[None]:
+        """A future resolved when `tx_hash` commits. Register it *before* looking in the ledger,
+        so a commit between the look and the wait cannot be missed; `unwatch_tx` when done."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(tx_hash, []).append(future)
-        try:
-            await future
-        finally:
-            waiters = self._waiters.get(tx_hash, [])
-            if future in waiters:
-                waiters.remove(future)
-            if not waiters:
-                self._waiters.pop(tx_hash, None)
+        return future
+
+    def unwatch_tx(self, tx_hash: bytes, future: asyncio.Future[None]) -> None:
+        waiters = self._waiters.get(tx_hash, [])
+        if future in waiters:
+            waiters.remove(future)
+        if not waiters:
+            self._waiters.pop(tx_hash, None)
 
     def next_nonce(self, address: bytes) -> int:
         return self.mempool.pending_nonce(address)
