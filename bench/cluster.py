@@ -1,0 +1,1070 @@
+"""Benchmark (not a test): a real cluster of `secledger start` processes on this machine.
+
+Four validators and one observer are generated with `secledger testnet` in a temporary directory
+and started as separate processes. Through JSON-RPC the admin appoints a KYC provider and an
+issuer, the KYC provider registers investors with KYC and country claims, the issuer creates a
+token whose rules require KYC on both sides and block some countries, and its agent issues every
+investor a balance. Then signed transfers between investors (all signed before the timed part)
+are submitted by several concurrent clients, each owning its own senders (so nonces stay
+sequential per sender) and talking to one validator:
+
+- saturation: for --seconds, each client submits JSON-RPC batches as fast as the cluster takes
+  them, with at most `--window` transactions in flight (submitted, not yet committed);
+- fixed loads (open loop), the --loads and half the saturation throughput (loads above 1.25 x
+  saturation are skipped): transfers are scheduled at a fixed rate whatever the replies; a client
+  still waiting for a reply sends everything that fell due meanwhile in its next batch.
+
+A transfer is committed when the block holding it has been committed on EVERY validator (the time
+the last one announced it on its `blocks` WebSocket subscription). Committed tx/s = our committed
+transfers / (last commit - first submission); latency = commit - submission (the scheduled time
+in open loop, so a slow reply does not hide queueing). After each run the cluster drains.
+
+Beside it, the machine's bound: Ed25519 verifications per second on all cores (pynacl, a pool of
+os.cpu_count() processes), divided by the number of nodes that must verify each transaction.
+
+    .venv/bin/python bench/cluster.py [--seconds 15] [--clients 8] [--loads 200,500,1000,2000]
+                                      [--out docs/bench] [--profile] [--no-write] [--saturation-only]
+
+Writes docs/bench/cluster.png, docs/bench/cluster.json and the "## Cluster" section of
+docs/BENCHMARKS.md (other sections are left as they are). `--profile` adds a second, separate
+saturation run with validator-0 under `py-spy record` (pip install py-spy), writes where its time
+goes, and keeps the raw stacks in docs/bench/cluster-profile-validator-0.txt.gz (for flame graphs;
+summarize again with `--summarize-profile FILE`). Needs matplotlib for the plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gzip
+import json
+import math
+import multiprocessing
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+import tomli_w  # noqa: E402
+from nacl.signing import SigningKey  # noqa: E402
+
+from ledger.client import Signer  # noqa: E402
+from ledger.testing import FAR_FUTURE_S, key_for  # noqa: E402
+from node.keys import load_key  # noqa: E402
+from node.rpc.client import RpcClient, RpcError  # noqa: E402
+from node.testing import free_port_base  # noqa: E402
+
+SECTION = "## Cluster"
+BIN = Path(sys.executable).parent
+SECLEDGER = str(BIN / "secledger")
+VALIDATORS, OBSERVERS = 4, 1
+TOKEN = "BENCH"
+RULES = {"required_claims": ["kyc"], "country_block": ["IR", "KP", "SY"], "check_sender": True}
+COUNTRIES = ("US", "DE", "FR", "GB", "CH")
+#: Changes to the generated node configs (everything else keeps `secledger testnet`'s defaults).
+CONFIG_OVERRIDES: dict[str, dict[str, int]] = {
+    "p2p": {"frame_bytes_max": 16 * 1_048_576},
+    "rpc": {"request_bytes_max": 8 * 1_048_576, "batch_length_max": 1000},
+    "mempool": {"txs_max": 200_000, "bytes_max": 256 * 1_048_576},
+    "consensus": {"timeout_commit_ms": 50, "block_txs_max": 10_000, "block_bytes_max": 8 * 1_048_576},
+}
+SETUP_BATCH = 500
+SATURATION_BATCH = 250
+OPEN_LOOP_BATCH_MAX = 1000
+DRAIN_TIMEOUT_S = 60.0
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --- the bound: Ed25519 verifications per second on every core ------------------------------------
+
+
+def _verify_worker(seconds: float) -> int:
+    key = SigningKey(bytes(range(32)))
+    signed = key.sign(b"\x5a" * 120)  # about a transfer's signed payload
+    verify, count = key.verify_key.verify, 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        for _ in range(100):
+            verify(signed)
+        count += 100
+    return count
+
+
+def ed25519_bound(seconds: float = 2.0) -> tuple[float, int]:
+    """Verifications per second with os.cpu_count() processes verifying at once; and that count."""
+    workers = os.cpu_count() or 1
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        pool.map(_verify_worker, [0.05] * workers)  # warm up (imports, CPU frequency)
+        start = time.perf_counter()
+        counts = pool.map(_verify_worker, [seconds] * workers)
+        elapsed = time.perf_counter() - start
+    return sum(counts) / max(elapsed, seconds), workers
+
+
+# --- the cluster: generated, started and stopped as processes -------------------------------------
+
+
+class Cluster:
+    def __init__(self, directory: Path, *, profile_to: Path | None = None) -> None:
+        self.directory = directory
+        self.profile_to = profile_to
+        base = free_port_base(2 * (VALIDATORS + OBSERVERS))
+        out = subprocess.run([SECLEDGER, "testnet", "--validators", str(VALIDATORS), "--observers", str(OBSERVERS),
+                              "--out", str(directory), "--port-base", str(base)],
+                             check=True, capture_output=True, text=True)
+        self.nodes = {n["name"]: n for n in json.loads(out.stdout)["nodes"]}
+        self.validators = [n for n, d in self.nodes.items() if d["mode"] == "validator"]
+        self.chain_id = tomllib.loads((directory / "genesis.toml").read_text())["chain_id"]
+        for node in self.nodes.values():
+            path = Path(node["config"])
+            config = tomllib.loads(path.read_text())
+            for section, values in CONFIG_OVERRIDES.items():
+                config.setdefault(section, {}).update(values)
+            path.write_text(tomli_w.dumps(config))
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.rss_end: dict[str, str] = {}  # VmRSS at the end of the session, MiB, and its parts
+        (directory / "logs").mkdir(exist_ok=True)
+
+    def url(self, name: str) -> str:
+        return self.nodes[name]["rpc"]
+
+    def log_path(self, name: str) -> Path:
+        return self.directory / "logs" / f"{name}.log"
+
+    def start(self) -> None:
+        for name, node in self.nodes.items():
+            command = [SECLEDGER, "start", "--config", node["config"]]
+            if self.profile_to is not None and name == "validator-0":
+                command = [str(BIN / "py-spy"), "record", "--format", "raw", "--rate", "200", "--nonblocking",
+                           "--output", str(self.profile_to), "--", *command]
+            log_file = open(self.log_path(name), "ab")  # noqa: SIM115 - owned by the child
+            self.processes[name] = subprocess.Popen(command, stdout=log_file, stderr=log_file,
+                                                    start_new_session=True)
+            log_file.close()
+
+    def node_pid(self, name: str) -> int:
+        """The node's own pid (under py-spy, its child's)."""
+        pid = self.processes[name].pid
+        if self.profile_to is not None and name == "validator-0":
+            children = _children(pid)
+            if children:
+                return children[0]
+        return pid
+
+    def check_alive(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                tail = self.log_path(name).read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{name} exited with code {process.returncode}; log tail:\n{tail}")
+
+    def peak_memory_mb(self, field: str = "VmHWM") -> dict[str, float]:
+        """VmHWM (peak resident set; or another field of /proc/PID/status) of every node, in MiB."""
+        peaks = {}
+        for name in self.nodes:
+            try:
+                status = Path(f"/proc/{self.node_pid(name)}/status").read_text()
+            except OSError:
+                continue
+            match = re.search(rf"^{field}:\s+(\d+) kB", status, re.M)
+            if match:
+                peaks[name] = int(match.group(1)) / 1024
+        return peaks
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """User + system CPU seconds each node process has used so far."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        used = {}
+        for name in self.nodes:
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = Path(f"/proc/{self.node_pid(name)}/stat").read_text().rsplit(")", 1)[1].split()
+                used[name] = (int(fields[11]) + int(fields[12])) / ticks
+        return used
+
+    def stop(self) -> None:
+        spy = self.processes.get("validator-0") if self.profile_to is not None else None
+        if spy is not None:
+            # py-spy writes its profile when the node it runs exits: stop the node, then wait for py-spy.
+            for pid in _children(spy.pid):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGTERM)
+            try:
+                spy.wait(30)
+            except subprocess.TimeoutExpired:
+                log("warning: py-spy did not exit after its node stopped")
+        for process in self.processes.values():
+            if process.poll() is None:
+                with contextlib.suppress(OSError):
+                    process.send_signal(signal.SIGCONT)
+                    process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children += [int(c) for c in (task / "children").read_text().split()]
+    return children
+
+
+# --- JSON-RPC over one shared aiohttp session -------------------------------------------------------
+
+
+class Rpc:
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+
+    async def post(self, url: str, body: bytes) -> Any:
+        async with self.session.post(url, data=body, headers={"Content-Type": "application/json"}) as reply:
+            return json.loads(await reply.read())
+
+    async def call(self, url: str, method: str, **params: Any) -> Any:
+        answer = await self.post(url, json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
+                                                  "params": params}).encode())
+        if "error" in answer:
+            error = answer["error"]
+            raise RpcError(error["code"], error["message"], error.get("data"))
+        return answer["result"]
+
+    async def batch(self, url: str, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+        body = json.dumps([{"jsonrpc": "2.0", "id": i, "method": m, "params": p}
+                           for i, (m, p) in enumerate(calls)]).encode()
+        answers = sorted(await self.post(url, body), key=lambda a: a["id"])
+        return answers
+
+    async def submit_all(self, url: str, txs: list[bytes]) -> None:
+        """Submit in order, in batches; raise on any refusal; wait until the last one is committed."""
+        for start in range(0, len(txs), SETUP_BATCH):
+            part = txs[start:start + SETUP_BATCH]
+            answers = await self.batch(url, [("tx_submit", {"tx": tx.hex()}) for tx in part])
+            errors = [a["error"] for a in answers if "error" in a]
+            if errors:
+                raise RuntimeError(f"set-up transaction refused: {errors[0]} ({len(errors)} refused)")
+        last = answers[-1]["result"]["hash"]
+        receipt = await self.call(url, "tx_wait", hash=last, timeout_ms=60_000)
+        if receipt.get("status") != "committed":
+            raise RuntimeError(f"set-up transaction failed: {receipt}")
+
+
+def tx_request(index: int, tx_hex: str) -> str:
+    return f'{{"jsonrpc":"2.0","id":{index},"method":"tx_submit","params":{{"tx":"{tx_hex}"}}}}'
+
+
+# --- commit times: a `blocks` subscription on every node ------------------------------------------
+
+
+@dataclass
+class Watcher:
+    """When each node committed each height (time.monotonic()), and how many txs it had."""
+
+    cluster: Cluster
+    times: dict[str, dict[int, float]] = field(default_factory=lambda: defaultdict(dict))
+    drops: int = 0
+    committed_v0: int = 0
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        ready = []
+        for name in self.cluster.nodes:
+            event = asyncio.Event()
+            ready.append(event)
+            self._tasks.append(asyncio.create_task(self._follow(name, event)))
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready)), 30)
+
+    async def _follow(self, name: str, ready: asyncio.Event) -> None:
+        client = RpcClient(self.cluster.url(name), timeout_ms=3_600_000)
+        try:
+            while True:
+                try:
+                    async with client.subscribe("blocks") as subscription:
+                        ready.set()
+                        async for block in subscription:
+                            now = time.monotonic()
+                            self.times[name].setdefault(block["height"], now)
+                            if name == "validator-0":
+                                self.committed_v0 += block["txs"]
+                    self.drops += 1
+                    log(f"blocks subscription to {name} closed ({subscription.close_code}); resubscribing")
+                except Exception:  # reconnect whatever broke; cancellation still ends the task
+                    await asyncio.sleep(0.2)
+        finally:
+            await client.close()
+
+    def commit_time(self, height: int) -> float | None:
+        """When the LAST validator committed `height` (None if one has not)."""
+        stamps = [self.times[v].get(height) for v in self.cluster.validators]
+        return None if None in stamps else max(stamps)  # type: ignore[type-var]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+# --- the workload ----------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    mode: str  # "saturation" or "load"
+    offered: float  # tx/s: the fixed rate, or the achieved submission rate at saturation
+    seconds: float
+    submitted: int = 0
+    admitted: int = 0
+    refused: dict[str, int] = field(default_factory=dict)
+    committed: int = 0  # our txs committed on every validator (whenever)
+    committed_in_window: int = 0
+    window_throughput: float = 0.0  # committed inside [start, start + seconds] / seconds
+    rule_rejected: int = 0
+    throughput: float = 0.0  # committed / (last commit on every validator - start of submission)
+    p50_ms: float = math.nan
+    p95_ms: float = math.nan
+    p99_ms: float = math.nan
+    max_ms: float = math.nan
+    mean_ms: float = math.nan
+    blocks: int = 0
+    block_txs_mean: float = 0.0
+    block_interval_ms: float = math.nan
+    cores_used: dict[str, float] = field(default_factory=dict)  # CPU seconds / wall seconds, start to drained
+    observer_lag_ms: float = math.nan  # p95 of (observer committed a height - last validator did)
+
+
+class Bench:
+    def __init__(self, cluster: Cluster, rpc: Rpc, watcher: Watcher, *, investors: int, clients: int) -> None:
+        self.cluster, self.rpc, self.watcher = cluster, rpc, watcher
+        self.investors = [f"bench-inv-{i:04d}" for i in range(investors)]
+        self.keys = {name: key_for(name) for name in self.investors}
+        self.addresses = {name: bytes(k.verify_key) for name, k in self.keys.items()}
+        self.signers = [Signer(self.keys[n], cluster.chain_id, 0) for n in self.investors]
+        self.clients = clients
+        # client c owns the senders i with i % clients == c and talks to one validator
+        self.owned = [list(range(c, investors, clients)) for c in range(clients)]
+        self.client_url = [cluster.url(cluster.validators[c % len(cluster.validators)]) for c in range(clients)]
+        self.sender_url = {i: self.client_url[i % clients] for i in range(investors)}
+        self.cursor = [0] * clients
+
+    async def setup(self) -> None:
+        url = self.cluster.url("validator-0")
+        admin_key = load_key(self.cluster.directory / "keys" / "admin.json")
+        chain = self.cluster.chain_id
+        admin = Signer(admin_key, chain, 0)
+        kyc = Signer(key_for("bench-kyc"), chain, 0)
+        issuer = Signer(key_for("bench-issuer"), chain, 0)
+        agent = Signer(key_for("bench-agent"), chain, 0)
+        await self.rpc.submit_all(url, [admin.grant_role("claim_issuer", kyc.address),
+                                        admin.grant_role("token_issuer", issuer.address)])
+        txs = []
+        for i, name in enumerate(self.investors):
+            txs.append(kyc.register_identity(name, [self.addresses[name]]))
+            txs.append(kyc.grant_claim(name, "kyc", FAR_FUTURE_S))
+            txs.append(kyc.grant_claim(name, "country", FAR_FUTURE_S, COUNTRIES[i % len(COUNTRIES)]))
+        await self.rpc.submit_all(url, txs)
+        await self.rpc.submit_all(url, [issuer.create_token(TOKEN, "Bench shares", rules=RULES,
+                                                            agents={agent.address: ["supply"]})])
+        await self.rpc.submit_all(url, [agent.issue(TOKEN, self.addresses[n], 10**12) for n in self.investors])
+        # a transfer the rules refuse, to prove they are in force: an unregistered receiver
+        outsider = bytes(key_for("bench-outsider").verify_key)
+        check = await self.rpc.call(url, "compliance_check", token=TOKEN, sender=self.addresses[self.investors[0]].hex(),
+                                    receiver=outsider.hex(), amount=1)
+        if check["ok"]:
+            raise RuntimeError(f"the token's rules are not in force: {check}")
+        check = await self.rpc.call(url, "compliance_check", token=TOKEN, sender=self.addresses[self.investors[0]].hex(),
+                                    receiver=self.addresses[self.investors[1]].hex(), amount=1)
+        if not check["ok"]:
+            raise RuntimeError(f"a transfer between investors would be refused: {check}")
+
+    def sign(self, client: int, count: int) -> list[str]:
+        """`count` transfers of one client's senders, round robin, each sender's in nonce order (hex)."""
+        owned, n, out = self.owned[client], len(self.investors), []
+        for _ in range(count):
+            k = self.cursor[client]
+            self.cursor[client] += 1
+            sender = owned[k % len(owned)]
+            receiver = self.investors[(sender + 1 + (k // len(owned)) % (n - 1)) % n]
+            out.append(self.signers[sender].transfer(TOKEN, self.addresses[receiver], 1).hex())
+        return out
+
+    async def resync_nonces(self) -> None:
+        by_url: dict[str, list[int]] = defaultdict(list)
+        for i in range(len(self.investors)):
+            by_url[self.sender_url[i]].append(i)
+        for url, senders in by_url.items():
+            answers = await self.rpc.batch(url, [("account_nonce", {"address": self.signers[i].address.hex()})
+                                                 for i in senders])
+            for i, answer in zip(senders, answers, strict=True):
+                self.signers[i].nonce = answer["result"]["next_nonce"]
+
+    async def drain(self) -> None:
+        """Wait until every validator's mempool is empty and all are at one height."""
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while time.monotonic() < deadline:
+            self.cluster.check_alive()
+            statuses = [await self.rpc.call(self.cluster.url(v), "chain_status") for v in self.cluster.validators]
+            if all(s["mempool"]["txs"] == 0 for s in statuses) and len({s["height"] for s in statuses}) == 1:
+                return
+            await asyncio.sleep(0.25)
+        log(f"warning: not drained after {DRAIN_TIMEOUT_S:.0f} s")
+
+    def _mark(self) -> None:
+        self._cpu_mark = (self.cluster.cpu_seconds(), time.process_time(), _machine_busy_s(), time.monotonic())
+
+    def _cores_used(self) -> dict[str, float]:
+        nodes0, own0, busy0, wall0 = self._cpu_mark
+        wall = time.monotonic() - wall0
+        used = {n: (c - nodes0.get(n, 0.0)) / wall for n, c in self.cluster.cpu_seconds().items()}
+        used["bench client"] = (time.process_time() - own0) / wall
+        used["other processes"] = max(0.0, (_machine_busy_s() - busy0) / wall - sum(used.values()))
+        return {k: round(v, 2) for k, v in used.items()}
+
+    async def height(self) -> int:
+        return (await self.rpc.call(self.cluster.url("validator-0"), "chain_status"))["height"]
+
+    # --- the two kinds of run ---
+
+    async def saturation(self, seconds: float, window: int, presign_rate: int) -> RunResult:
+        per_client = math.ceil(presign_rate * seconds / self.clients)
+        log(f"saturation: signing {per_client * self.clients} transfers")
+        queues = [self.sign(c, per_client) for c in range(self.clients)]
+        stamps: dict[str, float] = {}
+        refused: Counter[str] = Counter()
+        admitted = 0
+        base_committed = self.watcher.committed_v0
+        start_height = await self.height()
+        t0 = time.monotonic()
+        t_end = t0 + seconds
+        self._mark()
+
+        async def client(c: int) -> None:
+            nonlocal admitted
+            txs, sent = queues[c], 0
+            while sent < len(txs) and time.monotonic() < t_end:
+                if admitted - (self.watcher.committed_v0 - base_committed) >= window:
+                    await asyncio.sleep(0.005)
+                    continue
+                part = txs[sent:sent + SATURATION_BATCH]
+                now = time.monotonic()
+                for tx in part:
+                    stamps[tx] = now
+                body = ("[" + ",".join(tx_request(sent + j, tx) for j, tx in enumerate(part)) + "]").encode()
+                sent += len(part)
+                answers = await self.rpc.post(self.client_url[c], body)
+                for answer in answers:
+                    if "error" in answer:
+                        refused[_reason(answer["error"])] += 1
+                    else:
+                        admitted += 1
+            if sent >= len(txs):
+                log(f"warning: client {c} ran out of pre-signed transfers; raise --presign-rate")
+
+        await asyncio.gather(*(client(c) for c in range(self.clients)))
+        submit_end = time.monotonic()
+        result = RunResult("saturation", 0.0, seconds)
+        await self._finish(result, stamps, refused, admitted, start_height, t0, t_end)
+        result.offered = result.submitted / (submit_end - t0)
+        return result
+
+    async def load(self, rate: float, seconds: float) -> RunResult:
+        per_client = math.ceil(rate * seconds / self.clients)
+        queues = [self.sign(c, per_client) for c in range(self.clients)]
+        client_rate = rate / self.clients
+        stamps: dict[str, float] = {}
+        refused: Counter[str] = Counter()
+        admitted = 0
+        start_height = await self.height()
+        t0 = time.monotonic() + 0.05
+        t_end = t0 + seconds
+        self._mark()
+
+        async def client(c: int) -> None:
+            nonlocal admitted
+            txs, sent = queues[c], 0
+            first = t0 + c / rate  # stagger the clients
+            while sent < len(txs):
+                now = time.monotonic()
+                due = min(len(txs), math.floor((now - first) * client_rate) + 1) if now >= first else 0
+                if due <= sent:
+                    await asyncio.sleep(max(0.0, first + sent / client_rate - now))
+                    continue
+                part = txs[sent:min(due, sent + OPEN_LOOP_BATCH_MAX)]
+                for j, tx in enumerate(part):
+                    stamps[tx] = first + (sent + j) / client_rate  # scheduled time: no coordinated omission
+                body = ("[" + ",".join(tx_request(sent + j, tx) for j, tx in enumerate(part)) + "]").encode()
+                sent += len(part)
+                answers = await self.rpc.post(self.client_url[c], body)
+                for answer in answers:
+                    if "error" in answer:
+                        refused[_reason(answer["error"])] += 1
+                    else:
+                        admitted += 1
+
+        await asyncio.gather(*(client(c) for c in range(self.clients)))
+        result = RunResult("load", rate, seconds)
+        await self._finish(result, stamps, refused, admitted, start_height, t0, t_end)
+        return result
+
+    async def _finish(self, result: RunResult, stamps: dict[str, float], refused: Counter[str], admitted: int,
+                      start_height: int, t0: float, t_end: float) -> None:
+        await self.drain()
+        cores_used = self._cores_used()
+        await asyncio.sleep(0.3)  # the last notifications
+        end_height = await self.height()
+        latencies: list[float] = []
+        commit_times: list[float] = []
+        in_window, blocks_with_ours = 0, []
+        heights = list(range(start_height + 1, end_height + 1))
+        for start in range(0, len(heights), 2):  # small reads, spread: the nodes' peak memory is measured
+            url = self.cluster.url(self.cluster.validators[(start // 2) % len(self.cluster.validators)])
+            answers = await self.rpc.batch(url, [("block_get", {"height": h}) for h in heights[start:start + 2]])
+            for answer in answers:
+                block = answer["result"]
+                when = self.watcher.commit_time(block["height"])
+                ours = [stamps[tx] for tx in block["txs"] if tx in stamps]
+                if not ours:
+                    continue
+                blocks_with_ours.append((block["height"], len(block["txs"]), when))
+                if when is None:
+                    continue
+                latencies += [when - s for s in ours]
+                commit_times.append(when)
+                if t0 <= when <= t_end:
+                    in_window += len(ours)
+        result.submitted = len(stamps)
+        result.cores_used = cores_used
+        result.admitted = admitted
+        result.refused = dict(refused)
+        result.committed = len(latencies)
+        result.committed_in_window = in_window
+        result.window_throughput = in_window / (t_end - t0)
+        if commit_times:
+            result.throughput = len(latencies) / (max(commit_times) - t0)
+        result.rule_rejected = _rule_rejections(self.cluster.log_path("validator-0"), start_height, end_height)
+        if latencies:
+            latencies.sort()
+            result.p50_ms, result.p95_ms, result.p99_ms = (1000 * _percentile(latencies, p) for p in (50, 95, 99))
+            result.max_ms = 1000 * latencies[-1]
+            result.mean_ms = 1000 * sum(latencies) / len(latencies)
+        result.blocks = len(blocks_with_ours)
+        lags = sorted(self.watcher.times[o][h] - when for h, _, when in blocks_with_ours
+                      for o in self.cluster.nodes if o not in self.cluster.validators
+                      if when is not None and h in self.watcher.times[o])
+        if lags:
+            result.observer_lag_ms = 1000 * _percentile(lags, 95)
+        if blocks_with_ours:
+            result.block_txs_mean = sum(b[1] for b in blocks_with_ours) / len(blocks_with_ours)
+            times = [b[2] for b in blocks_with_ours if b[2] is not None]
+            if len(times) > 1:
+                result.block_interval_ms = 1000 * (max(times) - min(times)) / (len(times) - 1)
+        await self.resync_nonces()
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds all cores of the machine have been busy (not idle, not waiting for I/O) since boot."""
+    with contextlib.suppress(OSError, ValueError):
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def _reason(error: dict[str, Any]) -> str:
+    data = error.get("data") or {}
+    reason = data.get("reason") if isinstance(data, dict) else None
+    return str(reason or error.get("message")).split(":")[0]
+
+
+def _percentile(ordered: list[float], p: float) -> float:
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def _rule_rejections(path: Path, after: int, upto: int) -> int:
+    total = 0
+    with contextlib.suppress(OSError):
+        for match in re.finditer(r"committed height (\d+): \d+ txs \((\d+) rejected\)", path.read_text(errors="replace")):
+            if after < int(match.group(1)) <= upto:
+                total += int(match.group(2))
+    return total
+
+
+# --- one whole session: cluster up, set-up, runs, cluster down ------------------------------------
+
+
+async def session(cluster: Cluster, args: argparse.Namespace, *, loads: list[float], saturation_only: bool
+                  ) -> tuple[list[RunResult], dict[str, float]]:
+    connector = aiohttp.TCPConnector(limit=4 * args.clients + 16)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as http:
+        rpc = Rpc(http)
+        deadline = time.monotonic() + 60
+        while True:
+            cluster.check_alive()
+            try:
+                statuses = [await rpc.call(cluster.url(v), "chain_status") for v in cluster.validators]
+                if all(len(s["peers"]) >= len(cluster.validators) - 1 for s in statuses):
+                    break
+            except (OSError, aiohttp.ClientError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster did not connect within 60 s")
+            await asyncio.sleep(0.2)
+        watcher = Watcher(cluster)
+        await watcher.start()
+        bench = Bench(cluster, rpc, watcher, investors=args.investors, clients=args.clients)
+        started = time.monotonic()
+        await bench.setup()
+        log(f"set-up done in {time.monotonic() - started:.1f} s: {args.investors} investors, token {TOKEN}")
+        results = []
+        sat = await bench.saturation(args.seconds, args.window, args.presign_rate)
+        results.append(sat)
+        log(_row(sat))
+        if not (saturation_only or args.saturation_only):
+            half = round(sat.throughput / 2)
+            rates = sorted({*loads, half} - {0})
+            for rate in rates:
+                if rate > 1.25 * max(sat.throughput, 1):
+                    log(f"load {rate:.0f} tx/s: skipped, above 1.25 x saturation ({sat.throughput:.0f} tx/s)")
+                    continue
+                log(f"load {rate:.0f} tx/s for {args.seconds:.0f} s")
+                result = await bench.load(rate, args.seconds)
+                results.append(result)
+                log(_row(result))
+        peaks = cluster.peak_memory_mb()
+        rss = cluster.peak_memory_mb("VmRSS")
+        anon, mapped = cluster.peak_memory_mb("RssAnon"), cluster.peak_memory_mb("RssFile")
+        cluster.rss_end = {k: f"{v:.0f} ({anon.get(k, math.nan):.0f} anonymous + {mapped.get(k, math.nan):.0f} "
+                              "file-backed, LMDB's map included)" for k, v in rss.items()}
+        log("resident at the end (VmRSS, MiB): " + ", ".join(f"{k} {v}" for k, v in cluster.rss_end.items()))
+        if watcher.drops:
+            log(f"warning: {watcher.drops} blocks subscriptions were dropped and resubscribed")
+        await watcher.stop()
+        return results, peaks
+
+
+# --- profile ------------------------------------------------------------------------------------------
+
+
+#: Where a sample's time goes: its phase is the first of PHASES (in this order) with a frame anywhere
+#: on the stack, its activity the first of ACTIVITIES likewise; so renames inside a phase do not
+#: move time between phases, and an Ed25519 verify is one wherever it happens.
+PHASES: tuple[tuple[str, str], ...] = (
+    ("tx admission (Mempool.add)", r"^Mempool\.add "),
+    ("mempool rebuild after a block (Mempool.update)", r"^Mempool\.update "),
+    ("block validation (Ledger.validate_block)", r"^Ledger\.validate_block "),
+    ("block apply (Ledger.apply_block)", r"^Ledger\.apply_block "),
+    ("proposal (Mempool.reap, Ledger.build_block)", r"^(Mempool\.reap|Ledger\.build_block) "),
+    ("double-sign guard (write + fsync before each vote)", r"^SignStateFile\."),
+    ("peer links (encryption, framing)", r"^SecretConnection\."),
+    ("peer wire messages (node/wire.py)", r"\(node/wire\.py\)$"),
+    ("consensus core and driver", r"(\(consensus/|^ConsensusDriver\.)"),
+    ("JSON-RPC server (aiohttp, dispatch, JSON)", r"(\(node/rpc/|\(aiohttp/|^RpcServer\.)"),
+    ("peer links (other, node/p2p)", r"\(node/p2p/"),
+)
+ACTIVITIES: tuple[tuple[str, str], ...] = (
+    ("Ed25519 verify", r"^crypto_sign_open "),
+    ("tx decode + canonical check", r"^(decode_transaction|Ledger\._decode_txs) "),
+    ("LMDB write, receipts, state root", r"^Ledger\._write_results "),
+    ("rules and state", r"\(ledger/(execution|state|layout|reasons|countries)\.py\)$"),
+    ("fsync/file I/O", r"^(fsync|SignStateFile\.save) "),
+    ("JSON", r"\(json/"),
+    ("msgpack", r"(msgpack|\(ledger/codec\.py\)$)"),
+)
+
+
+def categorize(frames: list[str]) -> str:
+    phase = next((name for name, pattern in PHASES if any(re.search(pattern, f) for f in frames)),
+                 "event loop, asyncio, logging, other")
+    activity = next((name for name, pattern in ACTIVITIES if any(re.search(pattern, f) for f in frames)), "")
+    return f"{phase}: {activity}" if activity else phase
+
+
+#: Samples of the process starting (imports) are left out of every share.
+START_UP = re.compile(r"^_find_and_load ")
+
+
+def summarize_profile(path: Path, top: int = 15) -> dict[str, Any]:
+    """Shares of py-spy's raw (collapsed) stacks: by category, and self and inclusive by function and file."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    files: Counter[str] = Counter()
+    categories: Counter[str] = Counter()
+    phases: Counter[str] = Counter()
+    total = start_up = 0
+    text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+    for line in text.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+        if any(START_UP.match(f) for f in frames):
+            start_up += count
+            continue
+        total += count
+        category = categorize(frames)
+        categories[category] += count
+        phases[category.split(": ")[0]] += count
+        own[frames[-1]] += count
+        files[_file_of(frames[-1])] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    share = lambda c: round(100 * c / total, 1) if total else 0.0  # noqa: E731
+    skip = re.compile(r"^(<module>|run|main|start|Runner\.run|Handle\._run|_run_once|run_forever|run_until_complete|_run) \(")
+    return {
+        "samples": total,
+        "start_up_samples": start_up,
+        "phases": [(f, share(c)) for f, c in phases.most_common()],
+        "categories": [(f, share(c)) for f, c in categories.most_common() if share(c) >= 0.3],
+        "self": [(f, share(c)) for f, c in own.most_common(top)],
+        "inclusive": [(f, share(c)) for f, c in inclusive.most_common(top * 3) if not skip.match(f)][:top],
+        "files": [(f, share(c)) for f, c in files.most_common(top)],
+    }
+
+
+def _file_of(frame: str) -> str:
+    match = re.search(r"\(([^()]*)\)$", frame)
+    name = match.group(1) if match else frame
+    return re.sub(r"^.*site-packages/", "", name)
+
+
+# --- output --------------------------------------------------------------------------------------------
+
+
+def _row(r: RunResult) -> str:
+    refused = ", ".join(f"{k} {v}" for k, v in sorted(r.refused.items())) or "-"
+    return (f"{r.mode:<10} offered {r.offered:7.0f}/s  committed {r.throughput:7.0f}/s  "
+            f"p50 {r.p50_ms:7.0f}  p95 {r.p95_ms:7.0f}  p99 {r.p99_ms:7.0f} ms  "
+            f"submitted {r.submitted}  committed {r.committed}  refused {refused}  rule-rejected {r.rule_rejected}  "
+            f"blocks {r.blocks} x {r.block_txs_mean:.0f} txs every {r.block_interval_ms:.0f} ms  "
+            f"observer lag p95 {r.observer_lag_ms:.0f} ms  cores: {_cores(r)}")
+
+
+def _cores(r: RunResult) -> str:
+    others = ("bench client", "other processes")
+    nodes = sum(v for k, v in r.cores_used.items() if k not in others)
+    return (f"nodes {nodes:.2f} (" + " ".join(f"{v:.2f}" for k, v in r.cores_used.items() if k not in others)
+            + f"), client {r.cores_used.get('bench client', math.nan):.2f}, "
+            + f"others {r.cores_used.get('other processes', math.nan):.2f}")
+
+
+def machine() -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+    mem = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else ""
+    total = re.search(r"^MemTotal:\s+(\d+) kB", mem, re.M)
+    return {"nproc": os.cpu_count(), "cpu": model.group(1).strip() if model else platform.processor(),
+            "ram_gib": round(int(total.group(1)) / 1024 / 1024, 1) if total else None,
+            "python": platform.python_version(), "system": f"{platform.system()} {platform.release()}"}
+
+
+def plot(results: list[RunResult], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ordered = sorted((r for r in results if r.mode == "load"), key=lambda r: r.offered)
+    sat = [r for r in results if r.mode == "saturation"]
+    x = [r.offered for r in ordered]
+    top = max([r.offered for r in results] or [1])
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    left.plot(x, [r.throughput for r in ordered], "o-", label="fixed load (open loop)")
+    left.plot([r.offered for r in sat], [r.throughput for r in sat], "*", markersize=14, color="C3",
+              label="saturation (closed loop)")
+    left.plot([0, top], [0, top], ":", color="grey", label="offered")
+    for r in sat:
+        left.annotate(f"{r.throughput:.0f}/s", (r.offered, r.throughput), textcoords="offset points", xytext=(-40, 8))
+    left.set_xlabel("offered load (tx/s)")
+    left.set_ylabel("committed transfers per second")
+    left.set_title("Throughput")
+    left.legend()
+    left.grid(alpha=0.3)
+    right.plot(x, [r.p50_ms for r in ordered], "o-", label="p50")
+    right.plot(x, [r.p95_ms for r in ordered], "s--", label="p95")
+    right.plot(x, [r.p99_ms for r in ordered], "^-", label="p99")
+    right.plot([r.offered for r in sat], [r.p99_ms for r in sat], "*", markersize=14, color="C3",
+               label="p99 at saturation")
+    right.axhline(1000, color="red", linestyle=":", label="p99 target (1 s)")
+    right.set_xlabel("offered load (tx/s)")
+    right.set_ylabel("commit latency on every validator (ms)")
+    right.set_yscale("log")
+    right.set_title("Latency")
+    right.legend()
+    right.grid(alpha=0.3, which="both")
+    figure.suptitle("secledger cluster: 4 validators + 1 observer on one machine")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def section(report: dict[str, Any], png: Path) -> str:
+    m, runs = report["machine"], [RunResult(**r) for r in report["runs"]]
+    sat = next(r for r in runs if r.mode == "saturation")
+    half = round(sat.throughput / 2)
+    bound, ratio = report["bound_per_node_tx_s"], report["ratio"]
+    rows = "\n".join(
+        f"| {r.mode} | {r.offered:.0f} | {r.throughput:.0f} | {r.p50_ms:.0f} | {r.p95_ms:.0f} | {r.p99_ms:.0f} | "
+        f"{r.max_ms:.0f} | {r.committed} / {r.submitted} | "
+        f"{', '.join(f'{k} {v}' for k, v in sorted(r.refused.items())) or '-'} | {r.blocks} x {r.block_txs_mean:.0f} | "
+        f"{r.block_interval_ms:.0f} | {r.observer_lag_ms:.0f} | {_cores(r)} |"
+        for r in sorted(runs, key=lambda r: (r.mode != "saturation", r.offered)))
+    half_run = min((r for r in runs if r.mode == "load"), key=lambda r: abs(r.offered - half), default=None)
+    memory = " | ".join(f"{n} {v:.0f} MiB" for n, v in report["peak_memory_mib"].items())
+    rss = " | ".join(f"{n} {v} MiB" for n, v in report["rss_end_mib"].items())
+    mem_max = max(report["peak_memory_mib"].values(), default=math.nan)
+    targets = [
+        f"- committed transfers per second: **{sat.throughput:.0f}** (target >= 2,000 on 2 cores): "
+        f"{'met' if sat.throughput >= 2000 else 'missed'}",
+        f"- p99 commit latency at half that load ({half_run.offered:.0f} tx/s): **{half_run.p99_ms:.0f} ms** "
+        f"(target < 1 s): {'met' if half_run.p99_ms < 1000 else 'missed'}" if half_run else "- p99 at half load: not run",
+        f"- peak memory per node: **{mem_max:.0f} MiB** at most (target < 300 MB = 286 MiB): "
+        f"{'met' if mem_max < 286 else 'missed'}",
+        f"- ratio to the bound: **{100 * ratio:.1f} %** (target about 30 %)",
+    ]
+    others = max((r.cores_used.get("other processes", 0.0) for r in runs), default=0.0)
+    before, after = report["verify_before_after"]
+    if others > 0.25 or abs(before - after) > 0.15 * max(before, after):
+        targets.append(f"- **Caution**: this machine was not quiet: other processes used up to {others:.2f} cores "
+                       f"during the runs, and the Ed25519 rate moved from {before:.0f} to {after:.0f}/s; "
+                       "these figures understate the cluster and the bound alike. Rerun on a quiet machine.")
+    overrides = "; ".join(f"[{s}] " + ", ".join(f"{k} = {v}" for k, v in vals.items())
+                          for s, vals in CONFIG_OVERRIDES.items())
+    profile = report.get("profile")
+    if profile:
+        prof_text = (
+            f"\nWhere validator-0's time goes during a separate saturation run "
+            f"(`{profile['command']}`; py-spy {profile['rate']} Hz, non-blocking, {profile['samples']} samples "
+            f"of active CPU, idle excluded, and {profile['start_up_samples']} samples of start-up imports left out; that run committed {profile['throughput']:.0f} tx/s). "
+            "Each sample is charged to a phase (the first of bench/cluster.py's PHASES on its stack) "
+            "and an activity within it (Ed25519 verify, decode, rules and state, ...):\n\n"
+            "| phase | % of samples |\n| --- | --- |\n"
+            + "\n".join(f"| {name} | {pct} |" for name, pct in profile["phases"])
+            + "\n\n| phase: activity (>= 0.3 %) | % of samples |\n| --- | --- |\n"
+            + "\n".join(f"| {name} | {pct} |" for name, pct in profile["categories"])
+            + "\n\nBy function:\n\n"
+            "| self time (function, file) | % | | inclusive time (function, file) | % |\n| --- | --- | --- | --- | --- |\n"
+            + "\n".join(f"| `{a[0]}` | {a[1]} | | `{b[0]}` | {b[1]} |"
+                        for a, b in zip(profile["self"], profile["inclusive"], strict=False))
+            + "\n\nSelf time by file:\n\n| file | % |\n| --- | --- |\n"
+            + "\n".join(f"| `{f}` | {p} |" for f, p in profile["files"])
+            + "\n\nRaw stacks (py-spy's collapsed format, for a flame graph): "
+            "`docs/bench/cluster-profile-validator-0.txt.gz`.\n")
+    else:
+        prof_text = ("\nNo profile in this run (add `--profile`).\n" if not report.get("profile_requested")
+                     else "\nThe profile was requested but py-spy wrote nothing (see the run's output).\n")
+    return f"""{SECTION}
+
+Command: `{report['command']}` ({report['date']}, {report['wall_s']:.0f} s wall).
+Machine: {m['nproc']} cores ({m['cpu']}), {m['ram_gib']} GiB RAM, Python {m['python']}, {m['system']};
+load average before the run (other work on the machine): {report['loadavg_before']}.
+
+Four validators and one observer, each a `secledger start` process on 127.0.0.1, generated by
+`secledger testnet` with these changes to the configs: {overrides}. The benchmark's own process
+(one asyncio loop: {report['clients']} clients, each owning its senders and talking to one validator, and a
+`blocks` WebSocket subscription on every node) runs on the same cores. Workload: {report['investors']}
+KYC'd investors (kyc + country claims) sending transfers of 1 unit of a token with rules
+`{json.dumps(RULES)}`, all signed before the timed part. A transaction counts as committed when
+its block has been committed on every validator (the time the last one announced it); latency is
+that time minus the submission time (the scheduled time in the open-loop runs). Committed tx/s is
+our committed transfers divided by the time from the first submission to the last commit (so the
+drain after the last submission counts); CPU cores used is each process's CPU time over that span.
+
+{chr(10).join(targets)}
+
+| run | offered tx/s | committed tx/s | p50 ms | p95 ms | p99 ms | max ms | committed / submitted | refused by mempool | blocks x mean txs | ms between blocks | observer lag p95 ms | CPU cores used: nodes (v0 v1 v2 v3 obs), this client, other processes |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+{rows}
+
+The saturation run keeps at most {report['window']} transactions in flight (submitted, not yet
+committed on validator-0); its latency is the queueing at that depth, not a target.
+
+Peak memory (VmHWM) per node at the end of the run: {memory}.
+Resident at the end (VmRSS), after the drain: {rss}. The file-backed part is mostly the pages of
+the LMDB store mapped into the process: it grows with the chain and the kernel can reclaim it, so
+the anonymous part (Python's heap: mempool, caches) is the one to watch against the 300 MB target.
+
+Bound: Ed25519 verifications with pynacl on all {report['bound_workers']} cores: {report['verify_per_s']:.0f}/s
+(the better of {report['verify_before_after'][0]:.0f} before and {report['verify_before_after'][1]:.0f} after the cluster runs);
+every one of the {VALIDATORS + OBSERVERS} nodes verifies each transaction, so the bound is
+{bound:.0f} tx/s, and the cluster's {sat.throughput:.0f} tx/s is **{100 * ratio:.1f} %** of it.
+
+![throughput and latency against offered load]({png.relative_to(ROOT / 'docs').as_posix()})
+{prof_text}"""
+
+
+def write_section(text: str) -> Path:
+    path = ROOT / "docs" / "BENCHMARKS.md"
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = text.rstrip("\n") + "\n\n"
+    new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
+    new = new.rstrip("\n") + "\n"
+    path.write_text(new)
+    return path
+
+
+# --- main ------------------------------------------------------------------------------------------------
+
+
+def run_cluster(args: argparse.Namespace, *, loads: list[float], saturation_only: bool,
+                profile_to: Path | None = None) -> tuple[list[RunResult], dict[str, float], dict[str, str]]:
+    directory = Path(tempfile.mkdtemp(prefix="secledger-cluster-"))
+    cluster = None
+    try:
+        cluster = Cluster(directory / "net", profile_to=profile_to)
+        cluster.start()
+        log(f"cluster started in {directory}")
+        try:
+            import uvloop
+        except ImportError:
+            uvloop = None
+        coroutine = session(cluster, args, loads=loads, saturation_only=saturation_only)
+        results, peaks = uvloop.run(coroutine) if uvloop is not None else asyncio.run(coroutine)
+        return results, peaks, cluster.rss_end
+    finally:
+        if cluster is not None:
+            cluster.stop()
+            log("every node stopped")
+        if args.keep:
+            log(f"kept {directory}")
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=15, help="length of each timed run (default 15)")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent submitting clients (default 8)")
+    parser.add_argument("--loads", default="200,500,1000,2000",
+                        help="fixed offered loads in tx/s, comma-separated; half of saturation is added")
+    parser.add_argument("--investors", type=int, default=200, help="KYC'd investors, all senders (default 200)")
+    parser.add_argument("--window", type=int, default=5_000, help="most txs in flight at saturation (default 5000)")
+    parser.add_argument("--presign-rate", type=int, default=6000, help="transfers signed per second of saturation (default 6000)")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench", help="where the PNG and JSON go")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile validator-0 with py-spy in a separate saturation run")
+    parser.add_argument("--saturation-only", action="store_true", help="skip the fixed-load runs")
+    parser.add_argument("--no-write", action="store_true", help="leave docs/BENCHMARKS.md alone")
+    parser.add_argument("--summarize-profile", type=Path, metavar="RAW",
+                        help="only print the summary of a py-spy raw profile (e.g. docs/bench/"
+                             "cluster-profile-validator-0.txt.gz) and exit")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary network directory")
+    args = parser.parse_args()
+    loads = [float(x) for x in args.loads.split(",") if x.strip()]
+    if args.summarize_profile:
+        print(json.dumps(summarize_profile(args.summarize_profile), indent=1))
+        return 0
+    command = " ".join([".venv/bin/python bench/cluster.py", *sys.argv[1:]])
+
+    def on_term(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    wall = time.monotonic()
+    loadavg_before = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
+    log("measuring the Ed25519 bound")
+    verify_per_s, workers = ed25519_bound()
+    bound = verify_per_s / (VALIDATORS + OBSERVERS)
+    log(f"Ed25519: {verify_per_s:.0f} verifies/s on {workers} processes; bound {bound:.0f} tx/s per node")
+    try:
+        results, peaks, rss_end = run_cluster(args, loads=loads, saturation_only=False)
+    except KeyboardInterrupt:
+        log("interrupted; every node stopped")
+        return 130
+    profile = None
+    if args.profile:
+        raw = Path(tempfile.mkdtemp(prefix="secledger-pyspy-")) / "validator-0.txt"
+        try:
+            prof_results, _, _ = run_cluster(args, loads=[], saturation_only=True, profile_to=raw)
+        except KeyboardInterrupt:
+            log("interrupted; every node stopped")
+            shutil.rmtree(raw.parent, ignore_errors=True)
+            return 130
+        for _ in range(100):  # py-spy writes once the node has exited
+            if raw.exists() and raw.stat().st_size:
+                break
+            time.sleep(0.1)
+        if raw.exists():
+            profile = {**summarize_profile(raw), "rate": 200, "throughput": prof_results[0].throughput,
+                       "command": "py-spy record --format raw --rate 200 --nonblocking -- secledger start ..."}
+            args.out.mkdir(parents=True, exist_ok=True)
+            with open(raw, "rb") as source, gzip.open(args.out / "cluster-profile-validator-0.txt.gz", "wb") as target:
+                shutil.copyfileobj(source, target)
+        else:
+            log("warning: py-spy wrote no profile")
+        shutil.rmtree(raw.parent, ignore_errors=True)
+    log("measuring the Ed25519 bound again")
+    verify_after, _ = ed25519_bound()
+    if abs(verify_after - verify_per_s) > 0.15 * max(verify_after, verify_per_s):
+        log(f"warning: the bound moved from {verify_per_s:.0f} to {verify_after:.0f} verifies/s: "
+            "other work on this machine; the figures are not reliable")
+    verify_before, verify_per_s = verify_per_s, max(verify_per_s, verify_after)
+    bound = verify_per_s / (VALIDATORS + OBSERVERS)
+    sat = results[0]
+    report = {
+        "command": command, "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+        "clients": args.clients, "investors": args.investors, "window": args.window, "seconds": args.seconds,
+        "verify_per_s": verify_per_s, "verify_before_after": [verify_before, verify_after], "bound_workers": workers, "bound_per_node_tx_s": bound,
+        "ratio": sat.throughput / bound, "peak_memory_mib": peaks, "rss_end_mib": rss_end, "runs": [vars(r) for r in results],
+        "loadavg_before": " ".join(loadavg_before), "profile_requested": args.profile,
+        "profile": profile, "config_overrides": CONFIG_OVERRIDES, "wall_s": time.monotonic() - wall,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    png = args.out / "cluster.png"
+    plot(results, png)
+    (args.out / "cluster.json").write_text(json.dumps(report, indent=2, default=str))
+    print(f"\nmachine: {report['machine']}")
+    print(f"Ed25519 verifies/s on {workers} cores: {verify_per_s:.0f} (before {verify_before:.0f}, after "
+          f"{verify_after:.0f}); bound {bound:.0f} tx/s; "
+          f"saturation {sat.throughput:.0f} tx/s = {100 * report['ratio']:.1f} % of the bound")
+    print("peak memory (MiB): " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()))
+    for r in sorted(results, key=lambda r: (r.mode != "saturation", r.offered)):
+        print(_row(r))
+    if profile:
+        print(f"\nprofile of validator-0 ({profile['samples']} samples), by phase:")
+        for name, pct in profile["phases"]:
+            print(f"  {pct:5.1f} %  {name}")
+        print("by phase and activity:")
+        for name, pct in profile["categories"]:
+            print(f"  {pct:5.1f} %  {name}")
+        print("self time:")
+        for name, pct in profile["self"]:
+            print(f"  {pct:5.1f} %  {name}")
+        print("inclusive:")
+        for name, pct in profile["inclusive"]:
+            print(f"  {pct:5.1f} %  {name}")
+    print(f"\nwrote {png} and {args.out / 'cluster.json'}")
+    if not args.no_write:
+        try:
+            png_rel = png.resolve()
+            png_rel.relative_to(ROOT / "docs")
+        except ValueError:
+            png_rel = ROOT / "docs" / "bench" / "cluster.png"
+        print(f"wrote {write_section(section(report, png_rel))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
