@@ -85,15 +85,24 @@ class Mempool:
     def add(self, raw: bytes, *, check_rules: bool = True) -> Transaction:
         """Admit `raw` or raise `MempoolRefusal`. Transactions gossiped by peers are admitted with
         `check_rules=False`: a rule refusal is still recorded on chain, and the peer's view decides."""
-        digest = hashlib.sha256(raw).digest()
-        if digest in self._pending:
+        return self.admit(self.decode(raw, verify_signature=True), check_rules=check_rules)
+
+    def decode(self, raw: bytes, *, verify_signature: bool) -> Transaction:
+        """The first half of admission: bounds, duplicates, and the transaction's own form. A node
+        may decode without the signature, check it on a worker thread, then `admit`."""
+        if hashlib.sha256(raw).digest() in self._pending:
             raise MempoolRefusal("duplicate", "already in the mempool")
-        if len(self._pending) >= self.txs_max or self._bytes + len(raw) > self.bytes_max:
-            raise MempoolRefusal("full", f"mempool full ({len(self._pending)} transactions, {self._bytes} bytes)")
+        self._check_room(len(raw))
         try:
-            tx = decode_transaction(raw, chain_id=self.ledger.chain_id)
+            return decode_transaction(raw, chain_id=self.ledger.chain_id, verify_signature=verify_signature)
         except ledger_errors.InvalidTransaction as exc:
             raise MempoolRefusal(_decode_reason(exc), str(exc)) from None
+
+    def admit(self, tx: Transaction, *, check_rules: bool = True) -> Transaction:
+        """The second half: a decoded transaction whose signature was checked."""
+        if tx.hash in self._pending:
+            raise MempoolRefusal("duplicate", "already in the mempool")
+        self._check_room(len(tx.raw))
         expected = self._overlay.get(layout.nonce(tx.signer), 0)
         if tx.nonce < expected:
             if self._committed(tx.hash):
@@ -109,8 +118,12 @@ class Mempool:
             self._overlay_nonce(tx)
             self._gossiped.add(tx.hash)
         self._pending[tx.hash] = tx
-        self._bytes += len(raw)
+        self._bytes += len(tx.raw)
         return tx
+
+    def _check_room(self, size: int) -> None:
+        if len(self._pending) >= self.txs_max or self._bytes + size > self.bytes_max:
+            raise MempoolRefusal("full", f"mempool full ({len(self._pending)} transactions, {self._bytes} bytes)")
 
     def reap(self, *, txs_max: int, bytes_max: int) -> tuple[bytes, ...]:
         """Transactions for the next block, in admission order (so each signer's nonces ascend)."""

@@ -70,7 +70,7 @@ def build_registry(node: Node) -> MethodRegistry:
         except ValueError:
             raise MempoolRefused("malformed: tx is not hex") from None
         try:
-            admitted = node.submit(raw)
+            admitted = await node.submit(raw)
         except MempoolRefusal as refusal:
             if refusal.outcome is not None:
                 raise TxRejected(f"0x{refusal.outcome.code:02x}", refusal.outcome.reason) from None

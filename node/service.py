@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from consensus.signing import Signer as ConsensusSigner
 from consensus.timeouts import TimeoutConfig
 from consensus.validators import Validator, ValidatorSet
 from ledger import Block, BlockResult, Ledger, Transaction, queries
+from ledger.tx import signature_is_valid
 
 from . import wire
 from .blocksync import BlockSync
@@ -43,6 +45,10 @@ log = logging.getLogger("secledger.node")
 STATUS_INTERVAL_S: float = 1.0
 #: How often admitted transactions are gossiped to peers, in one batch.
 GOSSIP_INTERVAL_S: float = 0.02
+#: Gossiped batches waiting to be admitted; past this a batch is dropped (its origin proposes it).
+INGEST_BATCHES_MAX: int = 256
+#: Threads that check signatures (libsodium releases the GIL while it works).
+VERIFIER_THREADS: int = 2
 #: RPC calls may take this long (tx_wait waits up to a minute).
 RPC_CALL_TIMEOUT_MS: int = 70_000
 
@@ -65,6 +71,9 @@ class Node:
         self.evidence = EvidencePool(home / "evidence.log")
         self.halted: str | None = None
         self._gossip: list[bytes] = []
+        self._admitted_in_order: asyncio.Future[None] | None = None
+        self._ingest: asyncio.Queue[tuple[bytes, ...]] = asyncio.Queue(INGEST_BATCHES_MAX)
+        self._verifier = ThreadPoolExecutor(max_workers=VERIFIER_THREADS, thread_name_prefix="verify")
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._last_status_height = -1
@@ -126,7 +135,8 @@ class Node:
             self.driver.start()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._status_loop(), name="status"),
-                       loop.create_task(self._gossip_loop(), name="gossip")]
+                       loop.create_task(self._gossip_loop(), name="gossip"),
+                       loop.create_task(self._ingest_loop(), name="ingest")]
         log.info("%s %s started at height %d: p2p %s:%d, rpc %s", self.config.node.mode,
                  self.config.node.moniker, self.ledger.tip.height, self.config.p2p.listen.host,
                  self.peers.listen_port, self.rpc.url)
@@ -145,6 +155,7 @@ class Node:
         for waiters in self._waiters.values():
             for waiter in waiters:
                 waiter.cancel()
+        self._verifier.shutdown(wait=True, cancel_futures=True)
         self.mempool.close()
         self.ledger.close()
         log.info("%s stopped at height %d", self.config.node.moniker, self.ledger.tip.height)
@@ -160,12 +171,46 @@ class Node:
 
     # --- for the RPC --------------------------------------------------------------------------------
 
-    def submit(self, raw: bytes) -> Transaction:
-        tx = self.mempool.add(raw)
+    async def submit(self, raw: bytes) -> Transaction:
+        """Admit a client's transaction: decoded here, its signature checked on a worker thread
+        (the event loop stays free for votes), then the rules' dry run on the pending state."""
+        tx = self.mempool.decode(raw, verify_signature=False)
+        loop = asyncio.get_running_loop()
+        # Signatures are checked in parallel, but admitted in arrival order, so a client that
+        # sends one signer's nonces n, n+1 on concurrent requests never sees a false nonce gap.
+        before, self._admitted_in_order = self._admitted_in_order, loop.create_future()
+        mine = self._admitted_in_order
+        try:
+            valid = await loop.run_in_executor(self._verifier, signature_is_valid, tx)
+            if before is not None:
+                await asyncio.shield(before)
+            if not valid:
+                raise MempoolRefusal("bad_signature", "signature does not verify for the signer's key")
+            tx = self.mempool.admit(tx)
+        finally:
+            mine.set_result(None)
         self._gossip.append(raw)
         if self.driver is not None:
             self.driver.wake()
         return tx
+
+    async def _ingest_loop(self) -> None:
+        """Admit peers' gossiped transactions in the background, signatures checked on a worker
+        thread, so a large batch never holds up the votes that arrive behind it."""
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._ingest.get()
+            decoded = []
+            for raw in batch:
+                with contextlib.suppress(MempoolRefusal):
+                    decoded.append(self.mempool.decode(raw, verify_signature=False))
+            valid = await loop.run_in_executor(self._verifier, _signatures_valid, decoded)
+            for tx, ok in zip(decoded, valid, strict=True):
+                if ok and self.halted is None:
+                    with contextlib.suppress(MempoolRefusal):
+                        self.mempool.admit(tx, check_rules=False)
+            if self.driver is not None:
+                self.driver.wake()
 
     def watch_tx(self, tx_hash: bytes) -> asyncio.Future[None]:
         """A future resolved when `tx_hash` commits. Register it *before* looking in the ledger,
@@ -278,10 +323,12 @@ class Node:
                 self.sync.on_status(peer, message)
             case wire.Txs(txs):
                 if self.driver is not None and self.halted is None:
-                    for raw in txs:
-                        with contextlib.suppress(MempoolRefusal):
-                            self.mempool.add(raw, check_rules=False)
-                    self.driver.wake()
+                    try:
+                        self._ingest.put_nowait(txs)
+                    except asyncio.QueueFull:
+                        # The origin keeps them and proposes them in its turn: nothing is lost.
+                        log.warning("gossip backlog full: dropped %d transactions from %s", len(txs),
+                                    peer.hex()[:12])
             case wire.ConsensusMessage(data):
                 if self.driver is not None and peer not in self.observer_keys:
                     self.driver.on_consensus_message(data)
@@ -311,3 +358,7 @@ class Node:
             while self._gossip:
                 batch, self._gossip = self._gossip[:wire.TX_BATCH_MAX], self._gossip[wire.TX_BATCH_MAX:]
                 self._broadcast_to_validators(wire.encode(wire.Txs(tuple(batch))))
+
+
+def _signatures_valid(txs: list[Transaction]) -> list[bool]:
+    return [signature_is_valid(tx) for tx in txs]

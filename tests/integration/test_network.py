@@ -228,3 +228,16 @@ async def test_corporate_actions_over_rpc(network):
         await submit(client, signers["alice"].vote("AGM", 0))
         ballot = await client.call("ballot_get", id="AGM")
         assert ballot["tallies"] == [1000, 0] and ballot["voters"] == 1
+
+
+async def test_concurrent_submissions_of_one_signer_are_admitted_in_arrival_order(network):
+    """Signatures are checked on worker threads, but nonces n, n+1, ... sent on concurrent
+    requests must not be reordered into a false nonce gap."""
+    async with RpcClient(network.rpc_url("validator-0")) as client:
+        signers = await set_up_token(network, client)
+        alice = signers["alice"]
+        raws = [alice.transfer("ACME", address("bob"), 1) for _ in range(30)]
+        results = await asyncio.gather(*(client.call("tx_submit", tx=raw.hex()) for raw in raws))
+        assert all(r["status"] == "pending" for r in results)
+        last = await client.call("tx_wait", hash=results[-1]["hash"], timeout_ms=20_000)
+        assert last["status"] == "committed"
