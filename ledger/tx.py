@@ -112,16 +112,6 @@ def decode_transaction(data: bytes, *, chain_id: str, verify_signature: bool = T
     )
 
 
-def signature_is_valid(tx: Transaction) -> bool:
-    """Check the signature of a transaction decoded with `verify_signature=False`. Pure CPU that
-    releases the GIL inside libsodium, so a node may run it on a worker thread."""
-    try:
-        VerifyKey(tx.signer).verify(_payload_of(tx.raw), tx.signature)
-    except (BadSignatureError, ValueError):
-        return False
-    return True
-
-
 def _payload_of(raw: bytes) -> bytes:
     # The canonical wire form is a 6-array whose last item is a 64-byte bin (c4 40 + 64 bytes);
     # the first five items, under a 5-array header, are exactly the signed payload. Slicing
