@@ -7,10 +7,13 @@ import logging
 import signal
 import sys
 
+from ledger import LedgerError
+
 from .config import ConfigError, load_config
 from .genesis_file import GenesisFileError
 from .keys import KeyFileError
 from .service import Node
+from .sign_guard import SignGuardError
 
 log = logging.getLogger("secledger.node")
 
@@ -42,8 +45,8 @@ def run(config_path: str) -> int:
     setup_logging(config.log.level, config.node.moniker)
     try:
         node = Node(config)
-    except (GenesisFileError, KeyFileError) as exc:
-        print(f"cannot start: {exc}", file=sys.stderr)
+    except (GenesisFileError, KeyFileError, SignGuardError, LedgerError) as exc:
+        print(f"cannot start {config.node.moniker}: {exc}", file=sys.stderr)
         return 2
     try:
         import uvloop

@@ -117,3 +117,23 @@ def test_start_with_a_bad_config_names_file_and_key(tmp_path):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "bad.toml" in result.stderr and "listen_addr" in result.stderr
+
+
+def test_a_node_refuses_a_store_of_another_chain(process_network, tmp_path):
+    """Pointing a node at another chain's data directory is a clear error, not a silent fork."""
+    import shutil
+
+    net = process_network
+    net.start("validator-0")
+    wait_until(lambda: height(net.url("validator-0")) >= 0, 30, "validator-0 to start")
+    net.signal("validator-0", signal.SIGTERM)
+    net.processes["validator-0"].wait(10)
+    other = tmp_path / "other"
+    subprocess.run([SECLEDGER, "testnet", "--validators", "1", "--observers", "0", "--out", str(other),
+                    "--chain-id", "another-chain", "--port-base", "1"], check=True, capture_output=True)
+    (other / "data").mkdir(exist_ok=True)
+    shutil.copytree(net.directory / "data" / "validator-0", other / "data" / "validator-0")
+    result = subprocess.run([SECLEDGER, "start", "--config", str(other / "validator-0.toml")],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "another genesis" in result.stderr

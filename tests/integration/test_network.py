@@ -241,3 +241,30 @@ async def test_concurrent_submissions_of_one_signer_are_admitted_in_arrival_orde
         assert all(r["status"] == "pending" for r in results)
         last = await client.call("tx_wait", hash=results[-1]["hash"], timeout_ms=20_000)
         assert last["status"] == "committed"
+
+
+async def test_a_node_whose_state_diverges_halts_loudly_and_the_others_go_on(network, caplog):
+    """Nothing diverges silently: corrupt one validator's state accumulator behind the ledger's
+    back; the next certified block names another state root, and that node halts."""
+    await network.wait_for_height(2)
+    victim = network.nodes["validator-3"]
+    ledger = victim.ledger
+    with ledger.store.write() as txn:
+        wrong = (ledger.tip.accumulator + 1) % (1 << 256)
+        ledger.store.put_meta(txn, "accumulator", wrong.to_bytes(32, "big"))
+    ledger.tip = ledger._load_tip()
+    start = network.nodes["validator-0"].ledger.tip.height
+    honest = ["validator-0", "validator-1", "validator-2"]
+    await network.wait_for_height(start + 4, names=honest, timeout_s=30)
+    for _ in range(100):
+        if victim.halted:
+            break
+        await asyncio.sleep(0.05)
+    assert victim.halted and "StateRootMismatch" in victim.halted
+    assert any("HALTED" in r.message for r in caplog.records)
+    async with RpcClient(network.rpc_url("validator-3")) as client:
+        status = await client.call("chain_status")  # reads go on, and say why
+    assert status["halted"] == victim.halted
+    halted_at = victim.ledger.tip.height
+    await network.wait_for_height(start + 6, names=honest, timeout_s=30)
+    assert victim.ledger.tip.height == halted_at  # it applies nothing more
