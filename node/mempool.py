@@ -90,8 +90,12 @@ class Mempool:
     def decode(self, raw: bytes, *, verify_signature: bool) -> Transaction:
         """The first half of admission: bounds, duplicates, and the transaction's own form. A node
         may decode without the signature, check it on a worker thread, then `admit`."""
-        if hashlib.sha256(raw).digest() in self._pending:
+        digest = hashlib.sha256(raw).digest()
+        if digest in self._pending:
             raise MempoolRefusal("duplicate", "already in the mempool")
+        if self._committed(digest):
+            # Typically gossip that arrives after the block that holds it: skip the signature check.
+            raise MempoolRefusal("already_committed", "this transaction is already in a block")
         self._check_room(len(raw))
         try:
             return decode_transaction(raw, chain_id=self.ledger.chain_id, verify_signature=verify_signature)
@@ -185,8 +189,9 @@ class Mempool:
         execute_transaction(self._overlay, tx, time_s=self._time_s(), height=self.ledger.tip.height + 1)
 
     def _committed(self, tx_hash: bytes) -> bool:
-        with self.ledger.store.read() as txn:
-            return txn.get(tx_hash, db=self.ledger.store.dbs["txs"]) is not None
+        # The pending state's snapshot is renewed after every commit, so it knows every block.
+        assert self._txn is not None
+        return self._txn.get(tx_hash, db=self.ledger.store.dbs["txs"]) is not None
 
 
 def _decode_reason(exc: Exception) -> str:
