@@ -10,6 +10,7 @@ core never sees two inputs at once.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections import OrderedDict
@@ -270,6 +271,7 @@ class ConsensusDriver:
         except InvalidBlock as exc:
             log.warning("proposed block %s at height %d is invalid: %s", block.hash.hex()[:12], block.height, exc)
             return False
+        self.mempool.note_proposed(hashlib.sha256(tx).digest() for tx in block.txs)
         return True
 
     def _decide(self, height: int, block_id: bytes, certificate: CommitCertificate) -> None:

@@ -59,6 +59,7 @@ class Mempool:
         self._pending: OrderedDict[bytes, Transaction] = OrderedDict()
         self._bytes = 0
         self._gossiped: set[bytes] = set()  # pending transactions that came from peers
+        self._in_proposal: set[bytes] = set()  # in a proposed block this node judged valid
         self._txn: lmdb.Transaction | None = None
         self._overlay = self._fresh_overlay()
 
@@ -96,6 +97,9 @@ class Mempool:
         if self._committed(digest):
             # Typically gossip that arrives after the block that holds it: skip the signature check.
             raise MempoolRefusal("already_committed", "this transaction is already in a block")
+        if digest in self._in_proposal:
+            # Gossip that arrives after a proposal that holds it, which this node already checked.
+            raise MempoolRefusal("duplicate", "already in a proposed block")
         self._check_room(len(raw))
         try:
             return decode_transaction(raw, chain_id=self.ledger.chain_id, verify_signature=verify_signature)
@@ -143,6 +147,7 @@ class Mempool:
     def update(self, committed: Iterable[bytes]) -> None:
         """After a block: drop what it included, then rebuild the pending state over the new tip;
         a remaining transaction whose nonce no longer fits is dropped."""
+        self._in_proposal.clear()
         for tx_hash in committed:
             tx = self._pending.pop(tx_hash, None)
             if tx is not None:
@@ -159,6 +164,11 @@ class Mempool:
                 self._overlay_nonce(tx)
             else:
                 self._execute(tx)
+
+    def note_proposed(self, tx_hashes: Iterable[bytes]) -> None:
+        """Transactions of a proposal this node validated: their gossip, arriving late, is not
+        decoded and checked a second time before the block commits."""
+        self._in_proposal.update(h for h in tx_hashes if h not in self._pending)
 
     def pending_nonce(self, address: bytes) -> int:
         """The nonce `address` should sign with next: committed ones plus those pending here."""
