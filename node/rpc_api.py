@@ -26,6 +26,7 @@ from .rpc import (
     Topic,
     TxRejected,
 )
+from .rpc.protocol import InvalidParams
 
 if TYPE_CHECKING:
     from .service import Node
@@ -172,7 +173,7 @@ def build_registry(node: Node) -> MethodRegistry:
     async def identity_get(identity: str | None = None, address: str | None = None) -> dict[str, Any]:
         if identity is None:
             if address is None:
-                raise NotFound("give an identity or an address")
+                raise InvalidParams("identity", "give an identity or an address")
             identity = queries.wallet_identity(ledger(), bytes.fromhex(address))
             if identity is None:
                 raise NotFound(f"no identity owns wallet {address}")

@@ -268,3 +268,13 @@ async def test_a_node_whose_state_diverges_halts_loudly_and_the_others_go_on(net
     halted_at = victim.ledger.tip.height
     await network.wait_for_height(start + 6, names=honest, timeout_s=30)
     assert victim.ledger.tip.height == halted_at  # it applies nothing more
+
+
+async def test_identity_get_needs_an_identity_or_an_address(network):
+    async with RpcClient(network.rpc_url("validator-0")) as client:
+        with pytest.raises(RpcError) as missing:
+            await client.call("identity_get")
+        assert missing.value.code == -32602
+        with pytest.raises(RpcError) as unknown:
+            await client.call("identity_get", address="00" * 32)
+        assert unknown.value.code == -32001
