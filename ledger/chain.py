@@ -115,14 +115,7 @@ class Ledger:
 
     def _load_tip(self) -> ChainTip:
         with self.store.read() as txn:
-            get = self.store.get_meta
-            return ChainTip(
-                height=get(txn, "height"),
-                block_hash=get(txn, "block_hash"),
-                time_ms=get(txn, "time_ms"),
-                state_root=get(txn, "state_root"),
-                accumulator=int.from_bytes(get(txn, "accumulator"), "big"),
-            )
+            return self._tip_in(txn)
 
     # --- blocks ------------------------------------------------------------------------------
 

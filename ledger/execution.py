@@ -64,10 +64,7 @@ class TxResult:
 
 def execute_transaction(state: State, tx: Transaction, *, time_s: int, height: int) -> TxResult:
     """Apply one decoded transaction. Raises `NonceMismatch` (the block is invalid); never a rule."""
-    nonce_key = layout.nonce(tx.signer)
-    expected = state.get(nonce_key, 0)
-    if tx.nonce != expected:
-        raise NonceMismatch(f"nonce {tx.nonce}, expected {expected}", expected=expected, got=tx.nonce)
+    nonce_key = _check_nonce(state, tx)
     state.begin_transaction()
     ctx = Context(state, time_s, height, tx.signer)
     try:
@@ -86,6 +83,15 @@ def execute_transaction(state: State, tx: Transaction, *, time_s: int, height: i
     return TxResult(outcome, events)
 
 
+def _check_nonce(state: State, tx: Transaction) -> bytes:
+    """The signer's nonce key, once `tx` is shown to carry the signer's next nonce."""
+    nonce_key = layout.nonce(tx.signer)
+    expected = state.get(nonce_key, 0)
+    if tx.nonce != expected:
+        raise NonceMismatch(f"nonce {tx.nonce}, expected {expected}", expected=expected, got=tx.nonce)
+    return nonce_key
+
+
 def dry_run(state: State, tx: Transaction, *, time_s: int, height: int) -> Outcome:
     """The outcome `tx` would have, leaving `state` as it was (nonce included)."""
     state.begin_transaction()
@@ -101,10 +107,7 @@ def dry_run(state: State, tx: Transaction, *, time_s: int, height: int) -> Outco
 def execute_if_accepted(state: State, tx: Transaction, *, time_s: int, height: int) -> Outcome:
     """Execute `tx` only if the rules accept it; a refusal leaves `state` as it was, nonce included.
     For a pending state (the mempool's): one run instead of a dry run and then an execution."""
-    nonce_key = layout.nonce(tx.signer)
-    expected = state.get(nonce_key, 0)
-    if tx.nonce != expected:
-        raise NonceMismatch(f"nonce {tx.nonce}, expected {expected}", expected=expected, got=tx.nonce)
+    nonce_key = _check_nonce(state, tx)
     state.begin_transaction()
     try:
         HANDLERS[tx.kind](Context(state, time_s, height, tx.signer), tx.body)

@@ -15,7 +15,7 @@ from .errors import NotFound
 from .events import EVENT_KINDS
 from .execution import valid_claim
 from .state import decode_value
-from .store import height_key, inverted_height, unpack_event_key
+from .store import StoreHistory, height_key, unpack_event_key
 
 #: Most items one page of holders or events may hold.
 PAGE_LIMIT_MAX: int = 1000
@@ -102,24 +102,8 @@ def _holders_now(ledger: Ledger, txn: Any, symbol: str, after: str | None, count
 
 def _holders_at(ledger: Ledger, txn: Any, symbol: str, height: int, after: str | None,
                 count: int) -> list[dict[str, Any]]:
-    # Keys: symbol NUL identity NUL inverted-height. For each identity, one seek lands on its latest
-    # version at or before `height`; a second seek skips the rest of its versions.
-    prefix = symbol.encode() + layout.SEP
-    cursor = txn.cursor(db=ledger.store.dbs["hist_holding"])
-    position = prefix + after.encode() + b"\x01" if after else prefix
-    out: list[dict[str, Any]] = []
-    while len(out) < count and cursor.set_range(position):
-        key = cursor.key()
-        if not key.startswith(prefix):
-            break
-        identity = key[len(prefix):-9]
-        versions = prefix + identity + layout.SEP
-        if cursor.set_range(versions + inverted_height(height)) and cursor.key().startswith(versions):
-            amount = int.from_bytes(cursor.value(), "big")
-            if amount > 0:
-                out.append({"identity": identity.decode(), "balance": amount})
-        position = prefix + identity + b"\x01"
-    return out
+    history = StoreHistory(ledger.store, txn)
+    return [{"identity": i, "balance": b} for i, b in history.holders_at(symbol, height, after=after, count=count)]
 
 
 def identity(ledger: Ledger, identity_id: str) -> dict[str, Any]:

@@ -183,13 +183,18 @@ class StoreHistory:
     def supply_at(self, symbol: str, height: int) -> int:
         return self._store.balance_at(self._txn, "hist_supply", symbol.encode() + layout.SEP, height)
 
-    def holders_at(self, symbol: str, height: int) -> list[tuple[str, int]]:
-        """Every identity with a positive balance at `height`, in ascending id order."""
+    def holders_at(self, symbol: str, height: int, *, after: str | None = None,
+                   count: int | None = None) -> list[tuple[str, int]]:
+        """Identities with a positive balance at `height`, in ascending id order, starting after
+        `after`, at most `count` of them.
+
+        Keys are symbol NUL identity NUL inverted-height: for each identity one seek lands on its
+        latest version at or before `height`, and a second seek skips the rest of its versions."""
         prefix = symbol.encode() + layout.SEP
         cursor = self._txn.cursor(db=self._store.dbs["hist_holding"])
         out: list[tuple[str, int]] = []
-        position = prefix
-        while cursor.set_range(position):
+        position = prefix + after.encode() + b"\x01" if after else prefix
+        while (count is None or len(out) < count) and cursor.set_range(position):
             key = cursor.key()
             if not key.startswith(prefix):
                 break
