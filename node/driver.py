@@ -104,7 +104,6 @@ class ConsensusDriver:
         self.stopped = False
         self.byzantine: Byzantine | None = None  # fault campaigns only; see node/byzantine.py
         self.wal = wal
-        self.decided_without_block: tuple[int, bytes] | None = None
 
     # --- start / stop ----------------------------------------------------------------------------
 
@@ -173,22 +172,18 @@ class ConsensusDriver:
             height = self._awaiting.pop(block.hash)
             self._run(self.core.block_validity(height, block.hash, self._judge(block)))
 
-    def own_messages(self) -> list[bytes]:
-        return list(self._own)
-
     def gossip_messages(self) -> list[bytes]:
         """What to re-send when the height does not move: our own messages (with our proposal's
         block), and every proposal and vote we hold for the current round with its proof of lock,
         so a peer that lost some on a cut link, or restarted without them, gets them again."""
         held = self.core.round_messages(self.core.round) + self.core.pol_prevotes(self.core.round)
-        return self.own_messages() + [wire.encode(wire.ConsensusMessage(encode_message(m))) for m in held]
+        return list(self._own) + [wire.encode(wire.ConsensusMessage(encode_message(m))) for m in held]
 
     def catch_up(self) -> None:
         """Move the core to the height above the ledger's tip (after a commit, or block sync)."""
         self._idle = False
         target = self.ledger.tip.height + 1
         if target > self.core.height and not self.stopped:
-            self.decided_without_block = None
             self._enter_height(target)
 
     # --- carrying out actions ----------------------------------------------------------------------
@@ -280,7 +275,6 @@ class ConsensusDriver:
         block = self._blocks.get(block_id)
         if block is None:
             # Decided from others' precommits without the block: fetch it, certified, from a peer.
-            self.decided_without_block = (height, block_id)
             self._request_missing_block(height)
             return
         self.commit(block, certificate.encode())

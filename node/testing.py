@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from dataclasses import replace
 from pathlib import Path
 
 from node.config import ConsensusSection, NodeConfig, load_config
@@ -55,9 +54,6 @@ class LocalNetwork:
                               consensus=consensus)
         self.configs: dict[str, NodeConfig] = {p.name: load_config(directory / p.config_file) for p in self.plans}
         self.nodes: dict[str, Node] = {}
-
-    def config(self, name: str, **sections: object) -> NodeConfig:
-        return replace(self.configs[name], **sections)
 
     async def start(self, name: str | None = None) -> None:
         for plan in self.plans if name is None else [p for p in self.plans if p.name == name]:
