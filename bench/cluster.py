@@ -429,6 +429,18 @@ class Bench:
             await asyncio.sleep(0.25)
         log(f"warning: not drained after {DRAIN_TIMEOUT_S:.0f} s")
 
+    async def _submit_batch(self, c: int, first_id: int, part: list[str], refused: Counter[str]) -> int:
+        """Submit `part` as one JSON-RPC batch to client `c`'s validator (a batch runs in order, so
+        each sender's nonces stay sequential); count refusals by reason, return how many were admitted."""
+        body = ("[" + ",".join(tx_request(first_id + j, tx) for j, tx in enumerate(part)) + "]").encode()
+        admitted = 0
+        for answer in await self.rpc.post(self.client_url[c], body):
+            if "error" in answer:
+                refused[_reason(answer["error"])] += 1
+            else:
+                admitted += 1
+        return admitted
+
     def _mark(self) -> None:
         self._cpu_mark = (self.cluster.cpu_seconds(), time.process_time(), _machine_busy_s(), time.monotonic())
 
@@ -469,14 +481,8 @@ class Bench:
                 now = time.monotonic()
                 for tx in part:
                     stamps[tx] = now
-                body = ("[" + ",".join(tx_request(sent + j, tx) for j, tx in enumerate(part)) + "]").encode()
+                admitted += await self._submit_batch(c, sent, part, refused)
                 sent += len(part)
-                answers = await self.rpc.post(self.client_url[c], body)
-                for answer in answers:
-                    if "error" in answer:
-                        refused[_reason(answer["error"])] += 1
-                    else:
-                        admitted += 1
             if sent >= len(txs):
                 log(f"warning: client {c} ran out of pre-signed transfers; raise --presign-rate")
 
@@ -512,14 +518,8 @@ class Bench:
                 part = txs[sent:min(due, sent + OPEN_LOOP_BATCH_MAX)]
                 for j, tx in enumerate(part):
                     stamps[tx] = first + (sent + j) / client_rate  # scheduled time: no coordinated omission
-                body = ("[" + ",".join(tx_request(sent + j, tx) for j, tx in enumerate(part)) + "]").encode()
+                admitted += await self._submit_batch(c, sent, part, refused)
                 sent += len(part)
-                answers = await self.rpc.post(self.client_url[c], body)
-                for answer in answers:
-                    if "error" in answer:
-                        refused[_reason(answer["error"])] += 1
-                    else:
-                        admitted += 1
 
         await asyncio.gather(*(client(c) for c in range(self.clients)))
         result = RunResult("load", rate, seconds)

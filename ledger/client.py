@@ -18,10 +18,6 @@ def new_key() -> SigningKey:
     return SigningKey.generate()
 
 
-def key_from_seed(seed: bytes) -> SigningKey:
-    return SigningKey(seed)
-
-
 class Signer:
     """One account's key and nonce counter. Not thread-safe; one per sending task."""
 

@@ -55,11 +55,6 @@ def encode(value: Any) -> bytes:
     return msgpack.packb(_canonical(value, 0), use_bin_type=True)
 
 
-def encode_trusted(value: Any) -> bytes:
-    """Bytes of a value the ledger itself built with sorted keys and no floats (hot path)."""
-    return msgpack.packb(value, use_bin_type=True)
-
-
 def _check_depth(value: Any, depth: int) -> None:
     if depth > DEPTH_MAX:
         raise MalformedTransaction("value nested too deeply")

@@ -47,10 +47,6 @@ class Transaction:
     raw: bytes  # the canonical wire bytes
     hash: bytes  # SHA-256 of `raw`
 
-    @property
-    def hash_hex(self) -> str:
-        return self.hash.hex()
-
 
 def signing_payload(chain_id: str, signer: bytes, nonce: int, kind: str, body: dict[str, Any]) -> bytes:
     return SIGN_DOMAIN + codec.encode([chain_id, signer, nonce, kind, body])
@@ -117,7 +113,3 @@ def _payload_of(raw: bytes) -> bytes:
     # the first five items, under a 5-array header, are exactly the signed payload. Slicing
     # instead of re-encoding halves the decode cost on the hot path; tests pin the equivalence.
     return SIGN_DOMAIN + b"\x95" + raw[1 : -(2 + SIGNATURE_BYTES)]
-
-
-def transaction_hash(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()

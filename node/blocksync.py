@@ -148,39 +148,30 @@ class BlockSync:
             self._waiting = None
         applied = 0
         for block_bytes, cert_bytes in answer.blocks:
-            if self._already_have(block_bytes):
-                continue  # consensus committed it while the answer was on its way
-            if not self._apply_certified(peer, block_bytes, cert_bytes):
+            outcome = self._take(peer, block_bytes, cert_bytes)
+            if outcome == "rejected":
                 break
-            applied += 1
+            applied += outcome == "applied"
         self.blocks_synced += applied
         return applied > 0
 
-    def _already_have(self, block_bytes: bytes) -> bool:
-        try:
-            height = Block.decode(block_bytes).height
-        except InvalidBlock:
-            return False
-        if height > self.ledger.tip.height:
-            return False
-        try:
-            ours = queries.block(self.ledger, height)[0]
-        except NotFound:
-            return False
-        if ours != block_bytes:
-            # A second block certified at a height we have would break agreement: say so loudly.
-            log.critical("a peer sent another block for height %d than the one this node committed", height)
-        return True
-
-    def _apply_certified(self, peer: bytes, block_bytes: bytes, cert_bytes: bytes) -> bool:
+    def _take(self, peer: bytes, block_bytes: bytes, cert_bytes: bytes) -> str:
+        """Verify one certified block (decoded once) and apply it: "applied", "known" (consensus
+        committed it while the answer was on its way) or "rejected"."""
         try:
             block = Block.decode(block_bytes)
             certificate = CommitCertificate.decode(cert_bytes)
+            certificate.verify(self.ledger.chain_id, self.validators, height=block.height, block_id=block.hash)
+            if block.height <= self.ledger.tip.height:
+                if queries.block(self.ledger, block.height)[0] != block_bytes:
+                    # Two certified blocks at one height would break agreement: say so loudly.
+                    log.critical("peer %s holds another certified block at height %d than this node",
+                                 peer.hex()[:12], block.height)
+                return "known"
             if block.height != self.ledger.tip.height + 1:
                 raise InvalidBlock(f"expected height {self.ledger.tip.height + 1}, got {block.height}")
-            certificate.verify(self.ledger.chain_id, self.validators, height=block.height, block_id=block.hash)
         except (InvalidBlock, InvalidCertificate, MalformedMessage) as exc:
             self.rejected_responses += 1
             log.warning("peer %s sent a block we cannot verify: %s", peer.hex()[:12], exc)
-            return False
-        return self._apply(block, cert_bytes) is not None
+            return "rejected"
+        return "applied" if self._apply(block, cert_bytes) is not None else "rejected"

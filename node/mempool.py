@@ -174,9 +174,6 @@ class Mempool:
         """The nonce `address` should sign with next: committed ones plus those pending here."""
         return self._overlay.get(layout.nonce(address), 0)
 
-    def pending_hashes(self) -> list[bytes]:
-        return list(self._pending)
-
     # --- private --------------------------------------------------------------------------------
 
     def _fresh_overlay(self) -> State:
