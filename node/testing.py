@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 from pathlib import Path
 
@@ -20,14 +21,34 @@ FAST_CONSENSUS = ConsensusSection(timeout_propose_ms=800, timeout_propose_delta_
                                   timeout_commit_ms=50, empty_block_interval_ms=100, block_txs_max=5000, block_bytes_max=4_194_304)
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port_base(count: int) -> int:
-    """A run of `count` consecutive free loopback ports (checked by binding each)."""
+    """A run of `count` consecutive free loopback ports (checked by binding each).
+
+    The run is taken below the kernel's ephemeral range: a port inside it can be handed to any
+    outgoing connection (another test's client socket) between this check and the server's bind,
+    which is how CI once failed with "address already in use". Below the range only explicit binds
+    land, so a port that is free here stays free for the test that asked for it.
+    """
+    low, _ = _ephemeral_range()
+    floor = 10_000
+    chooser = random.Random()  # test scaffolding only; never used by ledger/ or consensus/
     for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + count >= 65535:
-            continue
+        if low - count > floor:
+            base = chooser.randrange(floor, low - count)
+        else:  # an unusual kernel setting: fall back to a kernel-chosen port
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                base = probe.getsockname()[1]
+            if base + count >= 65535:
+                continue
         sockets = []
         try:
             for port in range(base, base + count):
