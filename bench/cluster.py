@@ -314,6 +314,11 @@ class Watcher:
         finally:
             await client.close()
 
+    def first_commit_time(self, height: int) -> float | None:
+        """When the FIRST validator committed `height` (None if none has)."""
+        stamps = [t for v in self.cluster.validators if (t := self.times[v].get(height)) is not None]
+        return min(stamps) if stamps else None
+
     def commit_time(self, height: int) -> float | None:
         """When the LAST validator committed `height` (None if one has not)."""
         stamps = [self.times[v].get(height) for v in self.cluster.validators]
@@ -351,6 +356,9 @@ class RunResult:
     block_interval_ms: float = math.nan
     cores_used: dict[str, float] = field(default_factory=dict)  # CPU seconds / wall seconds, start to drained
     observer_lag_ms: float = math.nan  # p95 of (observer committed a height - last validator did)
+    #: Where the latency goes, p50 and p99 in ms from submission: the validator's answer (admitted),
+    #: the first validator's commit, the last one's (the latency above).
+    stages_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 class Bench:
@@ -462,6 +470,7 @@ class Bench:
         log(f"saturation: signing {per_client * self.clients} transfers")
         queues = [self.sign(c, per_client) for c in range(self.clients)]
         stamps: dict[str, float] = {}
+        answered_at: dict[str, float] = {}  # when the validator answered the tx's submission
         refused: Counter[str] = Counter()
         admitted = 0
         base_committed = self.watcher.committed_v0
@@ -482,6 +491,9 @@ class Bench:
                 for tx in part:
                     stamps[tx] = now
                 admitted += await self._submit_batch(c, sent, part, refused)
+                answered = time.monotonic()
+                for tx in part:
+                    answered_at[tx] = answered
                 sent += len(part)
             if sent >= len(txs):
                 log(f"warning: client {c} ran out of pre-signed transfers; raise --presign-rate")
@@ -489,7 +501,7 @@ class Bench:
         await asyncio.gather(*(client(c) for c in range(self.clients)))
         submit_end = time.monotonic()
         result = RunResult("saturation", 0.0, seconds)
-        await self._finish(result, stamps, refused, admitted, start_height, t0, t_end)
+        await self._finish(result, stamps, answered_at, refused, admitted, start_height, t0, t_end)
         result.offered = result.submitted / (submit_end - t0)
         return result
 
@@ -498,6 +510,7 @@ class Bench:
         queues = [self.sign(c, per_client) for c in range(self.clients)]
         client_rate = rate / self.clients
         stamps: dict[str, float] = {}
+        answered_at: dict[str, float] = {}  # when the validator answered the tx's submission
         refused: Counter[str] = Counter()
         admitted = 0
         start_height = await self.height()
@@ -519,15 +532,18 @@ class Bench:
                 for j, tx in enumerate(part):
                     stamps[tx] = first + (sent + j) / client_rate  # scheduled time: no coordinated omission
                 admitted += await self._submit_batch(c, sent, part, refused)
+                answered = time.monotonic()
+                for tx in part:
+                    answered_at[tx] = answered
                 sent += len(part)
 
         await asyncio.gather(*(client(c) for c in range(self.clients)))
         result = RunResult("load", rate, seconds)
-        await self._finish(result, stamps, refused, admitted, start_height, t0, t_end)
+        await self._finish(result, stamps, answered_at, refused, admitted, start_height, t0, t_end)
         return result
 
-    async def _finish(self, result: RunResult, stamps: dict[str, float], refused: Counter[str], admitted: int,
-                      start_height: int, t0: float, t_end: float) -> None:
+    async def _finish(self, result: RunResult, stamps: dict[str, float], answered_at: dict[str, float],
+                      refused: Counter[str], admitted: int, start_height: int, t0: float, t_end: float) -> None:
         await self.drain()
         cores_used = self._cores_used()
         await asyncio.sleep(0.3)  # the last notifications
@@ -535,6 +551,7 @@ class Bench:
         latencies: list[float] = []
         commit_times: list[float] = []
         in_window, blocks_with_ours = 0, []
+        first_commits: list[float] = []
         heights = list(range(start_height + 1, end_height + 1))
         for start in range(0, len(heights), 2):  # small reads, spread: the nodes' peak memory is measured
             url = self.cluster.url(self.cluster.validators[(start // 2) % len(self.cluster.validators)])
@@ -546,6 +563,9 @@ class Bench:
                 if not ours:
                     continue
                 blocks_with_ours.append((block["height"], len(block["txs"]), when))
+                first = self.watcher.first_commit_time(block["height"])
+                if first is not None:
+                    first_commits += [first - stamps[tx] for tx in block["txs"] if tx in stamps]
                 if when is None:
                     continue
                 latencies += [when - s for s in ours]
@@ -567,6 +587,11 @@ class Bench:
             result.p50_ms, result.p95_ms, result.p99_ms = (1000 * _percentile(latencies, p) for p in (50, 95, 99))
             result.max_ms = 1000 * latencies[-1]
             result.mean_ms = 1000 * sum(latencies) / len(latencies)
+        answered = sorted(answered_at[tx] - stamps[tx] for tx in answered_at if tx in stamps)
+        for stage, values in (("admitted", answered), ("first commit", sorted(first_commits)),
+                              ("last commit", latencies)):
+            if values:
+                result.stages_ms[stage] = (1000 * _percentile(values, 50), 1000 * _percentile(values, 99))
         result.blocks = len(blocks_with_ours)
         lags = sorted(self.watcher.times[o][h] - when for h, _, when in blocks_with_ours
                       for o in self.cluster.nodes if o not in self.cluster.validators
@@ -756,7 +781,16 @@ def _row(r: RunResult) -> str:
             f"p50 {r.p50_ms:7.0f}  p95 {r.p95_ms:7.0f}  p99 {r.p99_ms:7.0f} ms  "
             f"submitted {r.submitted}  committed {r.committed}  refused {refused}  rule-rejected {r.rule_rejected}  "
             f"blocks {r.blocks} x {r.block_txs_mean:.0f} txs every {r.block_interval_ms:.0f} ms  "
-            f"observer lag p95 {r.observer_lag_ms:.0f} ms  cores: {_cores(r)}")
+            f"observer lag p95 {r.observer_lag_ms:.0f} ms  cores: {_cores(r)}  "
+            + "  ".join(f"{k} p50/p99 {a:.0f}/{b:.0f}" for k, (a, b) in r.stages_ms.items()))
+
+
+def _stages(r: RunResult) -> str:
+    """Where the latency goes: when the validator answered the submission, and when the first
+    validator committed (the p50 / p99 columns are the last validator's commit)."""
+    parts = [f"{r.stages_ms[k][0]:.0f} / {r.stages_ms[k][1]:.0f}" for k in ("admitted", "first commit")
+             if k in r.stages_ms]
+    return ", ".join(parts) or "-"
 
 
 def _cores(r: RunResult) -> str:
@@ -827,7 +861,7 @@ def section(report: dict[str, Any], png: Path) -> str:
         f"| {r.mode} | {r.offered:.0f} | {r.throughput:.0f} | {r.p50_ms:.0f} | {r.p95_ms:.0f} | {r.p99_ms:.0f} | "
         f"{r.max_ms:.0f} | {r.committed} / {r.submitted} | "
         f"{', '.join(f'{k} {v}' for k, v in sorted(r.refused.items())) or '-'} | {r.blocks} x {r.block_txs_mean:.0f} | "
-        f"{r.block_interval_ms:.0f} | {r.observer_lag_ms:.0f} | {_cores(r)} |"
+        f"{r.block_interval_ms:.0f} | {r.observer_lag_ms:.0f} | {_stages(r)} | {_cores(r)} |"
         for r in sorted(runs, key=lambda r: (r.mode != "saturation", r.offered)))
     half_run = min((r for r in runs if r.mode == "load"), key=lambda r: abs(r.offered - half), default=None)
     memory = " | ".join(f"{n} {v:.0f} MiB" for n, v in report["peak_memory_mib"].items())
@@ -892,8 +926,8 @@ drain after the last submission counts); CPU cores used is each process's CPU ti
 
 {chr(10).join(targets)}
 
-| run | offered tx/s | committed tx/s | p50 ms | p95 ms | p99 ms | max ms | committed / submitted | refused by mempool | blocks x mean txs | ms between blocks | observer lag p95 ms | CPU cores used: nodes (v0 v1 v2 v3 obs), this client, other processes |
-| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+| run | offered tx/s | committed tx/s | p50 ms | p95 ms | p99 ms | max ms | committed / submitted | refused by mempool | blocks x mean txs | ms between blocks | observer lag p95 ms | p50 / p99 ms from submission: answered, first validator committed | CPU cores used: nodes (v0 v1 v2 v3 obs), this client, other processes |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 {rows}
 
 The saturation run keeps at most {report['window']} transactions in flight (submitted, not yet

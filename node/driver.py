@@ -124,6 +124,7 @@ class ConsensusDriver:
 
     def stop(self) -> None:
         self.stopped = True
+        self.sign_state_file.close()
         if self.wal is not None:
             self.wal.close()
         for timer in self._timers:
@@ -286,11 +287,14 @@ class ConsensusDriver:
         except Exception as exc:  # StateRootMismatch, InvalidBlock of a certified block, disk errors
             self._on_halt(f"cannot apply certified block {block.height}: {type(exc).__name__}: {exc}")
             return None
+        committed_at = asyncio.get_running_loop().time()
         self._on_commit(result, block)
-        self._schedule_next_height()
+        self._schedule_next_height(committed_at)
         return result
 
-    def _schedule_next_height(self) -> None:
+    def _schedule_next_height(self, committed_at: float) -> None:
+        """Enter the next height `timeout_commit` after the block was applied: the commit's own
+        bookkeeping (mempool, notifications) runs inside that wait, not before it."""
         if self._next_height_timer is not None:
             self._next_height_timer.cancel()
         delay_ms = self.timeout_commit_ms
@@ -300,7 +304,7 @@ class ConsensusDriver:
         if self._idle:
             delay_ms = self.empty_block_interval_ms
         loop = asyncio.get_running_loop()
-        self._next_height_timer = loop.call_later(delay_ms / 1000, self.catch_up)
+        self._next_height_timer = loop.call_at(committed_at + delay_ms / 1000, self.catch_up)
 
     def _enter_height(self, height: int) -> None:
         self._own.clear()

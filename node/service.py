@@ -236,7 +236,6 @@ class Node:
         rejected = sum(1 for r in result.receipts if not r.outcome.ok)
         log.info("committed height %d: %d txs (%d rejected), state root %s", result.height,
                  len(result.receipts), rejected, result.state_root.hex()[:16])
-        self.mempool.update(r.tx_hash for r in result.receipts)
         for receipt in result.receipts:
             for waiter in self._waiters.pop(receipt.tx_hash, []):
                 if not waiter.done():
@@ -252,6 +251,8 @@ class Node:
                                         "tx_index": index, "event_index": event_index})
                     self.rpc.publish("events", payload, event_matches)
         self._send_status()
+        # Last: clients and peers hear of the commit first; rebuilding the pending state can wait.
+        self.mempool.update(r.tx_hash for r in result.receipts)
 
     def _apply_synced(self, block: Block, certificate: bytes) -> BlockResult | None:
         if self.driver is not None:
