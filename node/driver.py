@@ -256,7 +256,17 @@ class ConsensusDriver:
         if block is None:
             self._awaiting[block_id] = height  # answered when the block arrives
             return
-        self._run(self.core.block_validity(height, block_id, self._judge(block)))
+        if block.header.proposer == self.proposer_key:
+            # Our own proposal: its frames are only queued so far, and the peer links write them
+            # when this callback returns. Judge it on the next turn of the loop, so the proposal
+            # leaves before our own check of it (tens of milliseconds of a big block) and not after.
+            asyncio.get_running_loop().call_soon(self._answer_validity, height, block)
+            return
+        self._answer_validity(height, block)
+
+    def _answer_validity(self, height: int, block: Block) -> None:
+        if not self.stopped:
+            self._run(self.core.block_validity(height, block.hash, self._judge(block)))
 
     def _judge(self, block: Block) -> bool:
         if block.header.time_ms > now_ms() + CLOCK_DRIFT_MAX_MS:
@@ -271,7 +281,12 @@ class ConsensusDriver:
         return True
 
     def _decide(self, height: int, block_id: bytes, certificate: CommitCertificate) -> None:
-        if height <= self.ledger.tip.height:
+        # Apply on the next turn of the loop: the precommit that completed this decision may be
+        # our own, still queued, and the peers waiting for it should not wait for our apply too.
+        asyncio.get_running_loop().call_soon(self._commit_decided, height, block_id, certificate)
+
+    def _commit_decided(self, height: int, block_id: bytes, certificate: CommitCertificate) -> None:
+        if self.stopped or height <= self.ledger.tip.height:
             return  # block sync got there first
         block = self._blocks.get(block_id)
         if block is None:
