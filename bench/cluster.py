@@ -73,6 +73,7 @@ from node.testing import free_port_base  # noqa: E402
 SECTION = "## Cluster"
 BIN = Path(sys.executable).parent
 SECLEDGER = str(BIN / "secledger")
+DEFAULT_OUT = ROOT / "docs" / "bench"
 VALIDATORS, OBSERVERS = 4, 1
 TOKEN = "BENCH"
 RULES = {"required_claims": ["kyc"], "country_block": ["IR", "KP", "SY"], "check_sender": True}
@@ -490,7 +491,10 @@ class Bench:
                 now = time.monotonic()
                 for tx in part:
                     stamps[tx] = now
-                admitted += await self._submit_batch(c, sent, part, refused)
+                # Not `admitted += await ...`: that reads `admitted` before the await, and the eight
+                # clients' updates would overwrite each other (the saturation window then leaked).
+                taken = await self._submit_batch(c, sent, part, refused)
+                admitted += taken
                 answered = time.monotonic()
                 for tx in part:
                     answered_at[tx] = answered
@@ -531,7 +535,10 @@ class Bench:
                 part = txs[sent:min(due, sent + OPEN_LOOP_BATCH_MAX)]
                 for j, tx in enumerate(part):
                     stamps[tx] = first + (sent + j) / client_rate  # scheduled time: no coordinated omission
-                admitted += await self._submit_batch(c, sent, part, refused)
+                # Not `admitted += await ...`: that reads `admitted` before the await, and the eight
+                # clients' updates would overwrite each other (the saturation window then leaked).
+                taken = await self._submit_batch(c, sent, part, refused)
+                admitted += taken
                 answered = time.monotonic()
                 for tx in part:
                     answered_at[tx] = answered
@@ -995,11 +1002,12 @@ def main() -> int:
     parser.add_argument("--investors", type=int, default=200, help="KYC'd investors, all senders (default 200)")
     parser.add_argument("--window", type=int, default=5_000, help="most txs in flight at saturation (default 5000)")
     parser.add_argument("--presign-rate", type=int, default=6000, help="transfers signed per second of saturation (default 6000)")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench", help="where the PNG and JSON go")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the PNG and JSON go")
     parser.add_argument("--profile", action="store_true",
                         help="also profile validator-0 with py-spy in a separate saturation run")
     parser.add_argument("--saturation-only", action="store_true", help="skip the fixed-load runs")
-    parser.add_argument("--no-write", action="store_true", help="leave docs/BENCHMARKS.md alone")
+    parser.add_argument("--no-write", action="store_true",
+                        help="leave docs/ alone: the PNG and JSON go to a temporary directory unless --out is given")
     parser.add_argument("--summarize-profile", type=Path, metavar="RAW",
                         help="only print the summary of a py-spy raw profile (e.g. docs/bench/"
                              "cluster-profile-validator-0.txt.gz) and exit")
@@ -1065,6 +1073,8 @@ def main() -> int:
         "loadavg_before": " ".join(loadavg_before), "profile_requested": args.profile,
         "profile": profile, "config_overrides": CONFIG_OVERRIDES, "wall_s": time.monotonic() - wall,
     }
+    if args.no_write and args.out == DEFAULT_OUT:
+        args.out = Path(tempfile.mkdtemp(prefix="secledger-bench-"))
     args.out.mkdir(parents=True, exist_ok=True)
     png = args.out / "cluster.png"
     plot(results, png)

@@ -77,18 +77,30 @@ def signed_transfers(harness: LedgerHarness, names: list[str], count: int, seed:
     return out
 
 
-def bench_apply(harness: LedgerHarness, txs: list[bytes], block_size: int) -> tuple[float, float]:
-    """CPU seconds and wall seconds spent in apply_block (signatures checked there)."""
+def bench_apply(harness: LedgerHarness, txs: list[bytes], block_size: int) -> tuple[float, float, int]:
+    """CPU seconds and wall seconds spent in apply_block (signatures checked there), and the bytes
+    this process wrote to disk meanwhile (the store's commits; -1 where /proc/self/io is missing)."""
     spent = wall = 0.0
+    written = 0
     for start in range(0, len(txs), block_size):
         block: Block = harness.block(txs[start:start + block_size])
-        began, began_wall = CLOCK(), time.perf_counter()
+        began, began_wall, began_bytes = CLOCK(), time.perf_counter(), bytes_written()
         result = harness.ledger.apply_block(block, b"certificate:" + block.hash)
         spent += CLOCK() - began
         wall += time.perf_counter() - began_wall
+        written = -1 if began_bytes < 0 else written + bytes_written() - began_bytes
         refused = [str(r.outcome) for r in result.receipts if not r.outcome.ok]
         assert not refused, refused[:3]
-    return spent, wall
+    return spent, wall, written
+
+
+def bytes_written() -> int:
+    """Bytes this process has caused to be written to storage (Linux), or -1."""
+    try:
+        with open("/proc/self/io") as io:
+            return next(int(line.split()[1]) for line in io if line.startswith("write_bytes:"))
+    except (OSError, StopIteration, ValueError):
+        return -1
 
 
 def bench_verify(txs: list[bytes], chain_id: str) -> float:
@@ -126,7 +138,7 @@ def main() -> None:
         harness = LedgerHarness(os.path.join(tmp, "store"))
         names = setup(harness, args.investors)
         txs = signed_transfers(harness, names, args.transfers, args.seed)
-        spent, wall = bench_apply(harness, txs, args.block)
+        spent, wall, written = bench_apply(harness, txs, args.block)
         applied = len(txs) / spent
         verifies = bench_verify(txs[:20_000], harness.genesis.chain_id)
         puts = bench_puts(200_000, tmp)
@@ -135,6 +147,10 @@ def main() -> None:
         harness.close()
     print(f"transfers: {len(txs)} in blocks of {args.block}, {args.investors} investors, one core, CPU time")
     print(f"apply_block, signatures checked: {applied:10,.0f} transfers/s   (wall {len(txs) / wall:,.0f}/s)")
+    if written >= 0:
+        blocks = -(-len(txs) // args.block)
+        print(f"store writes (commits, synced):  {written / blocks / 1e6:10.2f} MB per block   "
+              f"({written / len(txs) / 1e3:.1f} kB per transfer)")
     print(f"Ed25519 verifies (pynacl):       {verifies:10,.0f} /s            ratio {applied / verifies:.2f}")
     print(f"bare LMDB puts:                  {puts:10,.0f} /s            ({PUTS_PER_TRANSFER} per transfer)")
     print(f"bound, 1 verify + {PUTS_PER_TRANSFER} puts:        {bound:10,.0f} transfers/s  ratio {applied / bound:.2f}")
