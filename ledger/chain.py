@@ -151,31 +151,19 @@ class Ledger:
     def apply_block(self, block: Block, certificate: bytes, *,
                     known: Mapping[bytes, Transaction] | None = None) -> BlockResult:
         """Apply a decided block and store it with its commit certificate, atomically."""
-        with self.store.write() as txn:
-            result = self.stage_block(txn, block, certificate, known=known)
-        self.block_committed(block)
-        return result
-
-    def stage_block(self, txn: lmdb.Transaction, block: Block, certificate: bytes, *,
-                    known: Mapping[bytes, Transaction] | None = None) -> BlockResult:
-        """`apply_block` without the commit: everything the block writes, into the caller's write
-        transaction. The caller commits it (or aborts it on an error), then calls
-        `block_committed`. A node uses this to wait for the commit's disk flush off its event loop."""
         validated = self._validated.get(block.hash)
         if validated is not None and validated[0] == self.tip.state_root:
             txs = validated[1]  # decoded and checked by validate_block against this very state
         else:
             self._check_header(block, certified=True)
             txs = self._decode_txs(block, known or {}, check_signatures=True)
-        result = self._execute(txn, block, txs, certified=True)
-        txn.put(height_key(block.height), block.encode(), db=self.store.dbs["blocks"])
-        txn.put(height_key(block.height), certificate, db=self.store.dbs["certs"])
-        return result
-
-    def block_committed(self, block: Block) -> None:
-        """The write transaction `stage_block` filled has committed: move the tip."""
+        with self.store.write() as txn:
+            result = self._execute(txn, block, txs, certified=True)
+            txn.put(height_key(block.height), block.encode(), db=self.store.dbs["blocks"])
+            txn.put(height_key(block.height), certificate, db=self.store.dbs["certs"])
         self.tip = self._load_tip()
         self._validated.pop(block.hash, None)
+        return result
 
     def _check_header(self, block: Block, *, certified: bool) -> None:
         header, tip = block.header, self.tip

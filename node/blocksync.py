@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from consensus.certificate import CommitCertificate
 from consensus.errors import InvalidCertificate, MalformedMessage
@@ -36,7 +36,7 @@ class BlockSync:
         ledger: Ledger,
         validators: ValidatorSet,
         send: Callable[[bytes, bytes], bool],
-        apply: Callable[[Block, bytes], Awaitable[BlockResult | None]],
+        apply: Callable[[Block, bytes], BlockResult | None],
         on_caught_up: Callable[[], None],
         on_halt: Callable[[str], None],
         response_bytes_max: int,
@@ -148,14 +148,14 @@ class BlockSync:
             self._waiting = None
         applied = 0
         for block_bytes, cert_bytes in answer.blocks:
-            outcome = await self._take(peer, block_bytes, cert_bytes)
+            outcome = self._take(peer, block_bytes, cert_bytes)
             if outcome == "rejected":
                 break
             applied += outcome == "applied"
         self.blocks_synced += applied
         return applied > 0
 
-    async def _take(self, peer: bytes, block_bytes: bytes, cert_bytes: bytes) -> str:
+    def _take(self, peer: bytes, block_bytes: bytes, cert_bytes: bytes) -> str:
         """Verify one certified block (decoded once) and apply it: "applied", "known" (consensus
         committed it while the answer was on its way) or "rejected"."""
         try:
@@ -174,8 +174,4 @@ class BlockSync:
             self.rejected_responses += 1
             log.warning("peer %s sent a block we cannot verify: %s", peer.hex()[:12], exc)
             return "rejected"
-        if await self._apply(block, cert_bytes) is not None:
-            return "applied"
-        # None: consensus applied this height meanwhile (the node's one writer serializes them),
-        # or the node halted.
-        return "known" if block.height <= self.ledger.tip.height else "rejected"
+        return "applied" if self._apply(block, cert_bytes) is not None else "rejected"

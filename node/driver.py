@@ -35,7 +35,6 @@ from consensus.validators import ValidatorSet
 from ledger import Block, BlockResult, InvalidBlock, Ledger
 
 from . import wire
-from .block_writer import BlockWriter, WriterClosed
 from .byzantine import Byzantine
 from .consensus_wal import ConsensusWal
 from .evidence_pool import EvidencePool
@@ -68,7 +67,6 @@ class ConsensusDriver:
         *,
         core: TendermintCore,
         ledger: Ledger,
-        writer: BlockWriter,
         mempool: Mempool,
         validators: ValidatorSet,
         proposer_key: bytes,
@@ -85,7 +83,6 @@ class ConsensusDriver:
     ) -> None:
         self.core = core
         self.ledger = ledger
-        self.writer = writer
         self.mempool = mempool
         self.validators = validators
         self.proposer_key = proposer_key
@@ -104,7 +101,6 @@ class ConsensusDriver:
         self._own: list[bytes] = []  # wire messages we signed at this height, for re-sending
         self._timers: set[asyncio.TimerHandle] = set()
         self._next_height_timer: asyncio.TimerHandle | None = None
-        self._commits: set[asyncio.Task[BlockResult | None]] = set()
         self.stopped = False
         self.byzantine: Byzantine | None = None  # fault campaigns only; see node/byzantine.py
         self.wal = wal
@@ -285,32 +281,27 @@ class ConsensusDriver:
         return True
 
     def _decide(self, height: int, block_id: bytes, certificate: CommitCertificate) -> None:
-        if height <= self.ledger.tip.height:
+        # Apply on the next turn of the loop: the precommit that completed this decision may be
+        # our own, still queued, and the peers waiting for it should not wait for our apply too.
+        asyncio.get_running_loop().call_soon(self._commit_decided, height, block_id, certificate)
+
+    def _commit_decided(self, height: int, block_id: bytes, certificate: CommitCertificate) -> None:
+        if self.stopped or height <= self.ledger.tip.height:
             return  # block sync got there first
         block = self._blocks.get(block_id)
         if block is None:
             # Decided from others' precommits without the block: fetch it, certified, from a peer.
             self._request_missing_block(height)
             return
-        # Applied by a task, which starts after this callback returns: the precommit that completed
-        # this decision may be our own, still queued, and the peers waiting for it should not wait
-        # for our apply too.
-        task = asyncio.get_running_loop().create_task(self.commit(block, certificate.encode()))
-        self._commits.add(task)
-        task.add_done_callback(self._commits.discard)
+        self.commit(block, certificate.encode())
 
-    async def commit(self, block: Block, certificate: bytes) -> BlockResult | None:
-        """Apply a decided block (None if block sync applied it first, or on a halt); on a
-        divergence, halt loudly rather than go on."""
+    def commit(self, block: Block, certificate: bytes) -> BlockResult | None:
+        """Apply a decided block; on a divergence, halt loudly rather than go on."""
         try:
-            result = await self.writer.apply(block, certificate, known=self.mempool.transactions)
-        except WriterClosed:
-            return None
+            result = self.ledger.apply_block(block, certificate, known=self.mempool.transactions)
         except Exception as exc:  # StateRootMismatch, InvalidBlock of a certified block, disk errors
             self._on_halt(f"cannot apply certified block {block.height}: {type(exc).__name__}: {exc}")
             return None
-        if result is None or self.stopped:
-            return result
         committed_at = asyncio.get_running_loop().time()
         self._on_commit(result, block)
         self._schedule_next_height(committed_at)

@@ -23,7 +23,6 @@ from consensus.validators import Validator, ValidatorSet
 from ledger import Block, BlockResult, Ledger, Transaction, queries
 
 from . import wire
-from .block_writer import BlockWriter, WriterClosed
 from .blocksync import BlockSync
 from .byzantine import Byzantine, mode_from_environment
 from .config import NodeConfig
@@ -66,7 +65,6 @@ class Node:
         home = Path(config.node.home)
         home.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger.open(str(home / "store"), self.genesis)
-        self.writer = BlockWriter(self.ledger)
         self.mempool = Mempool(self.ledger, txs_max=config.mempool.txs_max, bytes_max=config.mempool.bytes_max)
         self.evidence = EvidencePool(home / "evidence.log")
         self.halted: str | None = None
@@ -116,7 +114,7 @@ class Node:
                                  precommit_delta_ms=c.timeout_precommit_delta_ms, cap_ms=c.timeout_round_max_ms)
         core = TendermintCore(self.chain_id, self.validators, signer, self.ledger.tip.height + 1, timeouts)
         return ConsensusDriver(
-            core=core, ledger=self.ledger, writer=self.writer, mempool=self.mempool, validators=self.validators,
+            core=core, ledger=self.ledger, mempool=self.mempool, validators=self.validators,
             proposer_key=bytes(self.validator_key.verify_key), sign_state_file=sign_state_file,
             evidence=self.evidence, broadcast=self._broadcast_to_validators, on_commit=self._on_commit,
             on_halt=self.halt, request_missing_block=lambda _height: self.sync.kick(),
@@ -150,7 +148,6 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.peers.stop()
-        await self.writer.close()  # the block being applied, if any, commits first
         for waiters in self._waiters.values():
             for waiter in waiters:
                 waiter.cancel()
@@ -257,13 +254,11 @@ class Node:
         # Last: clients and peers hear of the commit first; rebuilding the pending state can wait.
         self.mempool.update(r.tx_hash for r in result.receipts)
 
-    async def _apply_synced(self, block: Block, certificate: bytes) -> BlockResult | None:
+    def _apply_synced(self, block: Block, certificate: bytes) -> BlockResult | None:
         if self.driver is not None:
-            return await self.driver.commit(block, certificate)
+            return self.driver.commit(block, certificate)
         try:
-            result = await self.writer.apply(block, certificate)
-        except WriterClosed:
-            return None
+            result = self.ledger.apply_block(block, certificate)
         except Exception as exc:
             self.halt(f"cannot apply certified block {block.height}: {type(exc).__name__}: {exc}")
             return None
