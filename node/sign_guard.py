@@ -77,7 +77,11 @@ class SignStateFile:
         try:
             fd = os.open(self.path, os.O_RDWR)
             if os.fstat(fd).st_size == 2 * SLOT_BYTES:
-                self.load()  # the newest sequence number: a save must never write an older one
+                try:
+                    self.load()  # the newest sequence number: a save must never write an older one
+                except SignGuardError:
+                    os.close(fd)
+                    raise
                 self._fd = fd
                 return fd
             os.close(fd)

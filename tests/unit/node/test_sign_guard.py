@@ -86,3 +86,11 @@ def test_a_blank_two_slot_file_holds_nothing(tmp_path: Path) -> None:
     path = tmp_path / "sign_state.bin"
     path.write_bytes(bytes(2 * SLOT_BYTES))  # a crash after creating the file, before any record
     assert SignStateFile(path).load() is None
+
+
+def test_a_save_over_an_unreadable_file_refuses_instead_of_overwriting_it(tmp_path: Path) -> None:
+    path = tmp_path / "sign_state.bin"
+    path.write_bytes(b"\x01" * (2 * SLOT_BYTES))
+    with pytest.raises(SignGuardError):
+        SignStateFile(path).save(record(1))
+    assert path.read_bytes() == b"\x01" * (2 * SLOT_BYTES)
