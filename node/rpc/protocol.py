@@ -330,8 +330,16 @@ def notification(method: str, params: dict[str, Any] | list[Any]) -> dict[str, A
 
 
 def encode(document: Any) -> bytes:
-    """Compact UTF-8 JSON. Raises TypeError or ValueError for what JSON cannot carry."""
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    """Compact UTF-8 JSON. Raises TypeError or ValueError for what JSON cannot carry.
+
+    JSON text may escape a lone UTF-16 surrogate (`"\\udc00"`), which Python decodes into a str
+    that UTF-8 cannot encode. A request id (or a value quoted in an error) of that kind is echoed
+    back escaped, as ASCII JSON, exactly as the client wrote it."""
+    text = json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(document, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
 
 
 # --- private --------------------------------------------------------------------------------------

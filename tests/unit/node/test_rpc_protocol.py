@@ -329,3 +329,13 @@ def test_fuzz_parse_message_returns_only_requests_or_error_replies(document: Any
     assert message.items
     for item in message.items:
         assert isinstance(item, Request | ErrorReply)
+
+
+def test_an_id_with_a_lone_surrogate_is_echoed_back_escaped(runner: Any) -> None:
+    # Found by the fuzzer: JSON may escape a lone surrogate, which UTF-8 cannot encode.
+    body = b'{"jsonrpc":"1.0","method":"x","id":"\\udc00"}'
+    output = runner.run(Dispatcher(fuzz_registry()).handle(body))
+    assert output is not None
+    answer = json.loads(output)
+    assert answer["id"] == "\udc00" and answer["error"]["code"] == -32600
+    assert b"\\udc00" in output  # escaped, so the answer is valid UTF-8
