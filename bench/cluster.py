@@ -362,6 +362,18 @@ class RunResult:
     stages_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
+@dataclass
+class Submissions:
+    """One run's submissions: when each transfer was submitted (`stamps`) and answered, the
+    refusals by reason, and how many were admitted. Only `Bench._submit_batch` updates it, after
+    its await, so concurrent clients never overwrite each other's counts."""
+
+    stamps: dict[str, float] = field(default_factory=dict)
+    answered_at: dict[str, float] = field(default_factory=dict)
+    refused: Counter[str] = field(default_factory=Counter)
+    admitted: int = 0
+
+
 class Bench:
     def __init__(self, cluster: Cluster, rpc: Rpc, watcher: Watcher, *, investors: int, clients: int) -> None:
         self.cluster, self.rpc, self.watcher = cluster, rpc, watcher
@@ -438,17 +450,19 @@ class Bench:
             await asyncio.sleep(0.25)
         log(f"warning: not drained after {DRAIN_TIMEOUT_S:.0f} s")
 
-    async def _submit_batch(self, c: int, first_id: int, part: list[str], refused: Counter[str]) -> int:
+    async def _submit_batch(self, c: int, first_id: int, part: list[str], subs: Submissions) -> None:
         """Submit `part` as one JSON-RPC batch to client `c`'s validator (a batch runs in order, so
-        each sender's nonces stay sequential); count refusals by reason, return how many were admitted."""
+        each sender's nonces stay sequential); record the answers in `subs`."""
         body = ("[" + ",".join(tx_request(first_id + j, tx) for j, tx in enumerate(part)) + "]").encode()
-        admitted = 0
-        for answer in await self.rpc.post(self.client_url[c], body):
+        answers = await self.rpc.post(self.client_url[c], body)
+        answered = time.monotonic()
+        for tx in part:
+            subs.answered_at[tx] = answered
+        for answer in answers:
             if "error" in answer:
-                refused[_reason(answer["error"])] += 1
+                subs.refused[_reason(answer["error"])] += 1
             else:
-                admitted += 1
-        return admitted
+                subs.admitted += 1
 
     def _mark(self) -> None:
         self._cpu_mark = (self.cluster.cpu_seconds(), time.process_time(), _machine_busy_s(), time.monotonic())
@@ -470,10 +484,7 @@ class Bench:
         per_client = math.ceil(presign_rate * seconds / self.clients)
         log(f"saturation: signing {per_client * self.clients} transfers")
         queues = [self.sign(c, per_client) for c in range(self.clients)]
-        stamps: dict[str, float] = {}
-        answered_at: dict[str, float] = {}  # when the validator answered the tx's submission
-        refused: Counter[str] = Counter()
-        admitted = 0
+        subs = Submissions()
         base_committed = self.watcher.committed_v0
         start_height = await self.height()
         t0 = time.monotonic()
@@ -481,23 +492,16 @@ class Bench:
         self._mark()
 
         async def client(c: int) -> None:
-            nonlocal admitted
             txs, sent = queues[c], 0
             while sent < len(txs) and time.monotonic() < t_end:
-                if admitted - (self.watcher.committed_v0 - base_committed) >= window:
+                if subs.admitted - (self.watcher.committed_v0 - base_committed) >= window:
                     await asyncio.sleep(0.005)
                     continue
                 part = txs[sent:sent + SATURATION_BATCH]
                 now = time.monotonic()
                 for tx in part:
-                    stamps[tx] = now
-                # Not `admitted += await ...`: that reads `admitted` before the await, and the eight
-                # clients' updates would overwrite each other (the saturation window then leaked).
-                taken = await self._submit_batch(c, sent, part, refused)
-                admitted += taken
-                answered = time.monotonic()
-                for tx in part:
-                    answered_at[tx] = answered
+                    subs.stamps[tx] = now
+                await self._submit_batch(c, sent, part, subs)
                 sent += len(part)
             if sent >= len(txs):
                 log(f"warning: client {c} ran out of pre-signed transfers; raise --presign-rate")
@@ -505,7 +509,7 @@ class Bench:
         await asyncio.gather(*(client(c) for c in range(self.clients)))
         submit_end = time.monotonic()
         result = RunResult("saturation", 0.0, seconds)
-        await self._finish(result, stamps, answered_at, refused, admitted, start_height, t0, t_end)
+        await self._finish(result, subs, start_height, t0, t_end)
         result.offered = result.submitted / (submit_end - t0)
         return result
 
@@ -513,17 +517,13 @@ class Bench:
         per_client = math.ceil(rate * seconds / self.clients)
         queues = [self.sign(c, per_client) for c in range(self.clients)]
         client_rate = rate / self.clients
-        stamps: dict[str, float] = {}
-        answered_at: dict[str, float] = {}  # when the validator answered the tx's submission
-        refused: Counter[str] = Counter()
-        admitted = 0
+        subs = Submissions()
         start_height = await self.height()
         t0 = time.monotonic() + 0.05
         t_end = t0 + seconds
         self._mark()
 
         async def client(c: int) -> None:
-            nonlocal admitted
             txs, sent = queues[c], 0
             first = t0 + c / rate  # stagger the clients
             while sent < len(txs):
@@ -534,23 +534,18 @@ class Bench:
                     continue
                 part = txs[sent:min(due, sent + OPEN_LOOP_BATCH_MAX)]
                 for j, tx in enumerate(part):
-                    stamps[tx] = first + (sent + j) / client_rate  # scheduled time: no coordinated omission
-                # Not `admitted += await ...`: that reads `admitted` before the await, and the eight
-                # clients' updates would overwrite each other (the saturation window then leaked).
-                taken = await self._submit_batch(c, sent, part, refused)
-                admitted += taken
-                answered = time.monotonic()
-                for tx in part:
-                    answered_at[tx] = answered
+                    subs.stamps[tx] = first + (sent + j) / client_rate  # scheduled time: no coordinated omission
+                await self._submit_batch(c, sent, part, subs)
                 sent += len(part)
 
         await asyncio.gather(*(client(c) for c in range(self.clients)))
         result = RunResult("load", rate, seconds)
-        await self._finish(result, stamps, answered_at, refused, admitted, start_height, t0, t_end)
+        await self._finish(result, subs, start_height, t0, t_end)
         return result
 
-    async def _finish(self, result: RunResult, stamps: dict[str, float], answered_at: dict[str, float],
-                      refused: Counter[str], admitted: int, start_height: int, t0: float, t_end: float) -> None:
+    async def _finish(self, result: RunResult, subs: Submissions, start_height: int, t0: float,
+                      t_end: float) -> None:
+        stamps = subs.stamps
         await self.drain()
         cores_used = self._cores_used()
         await asyncio.sleep(0.3)  # the last notifications
@@ -581,8 +576,8 @@ class Bench:
                     in_window += len(ours)
         result.submitted = len(stamps)
         result.cores_used = cores_used
-        result.admitted = admitted
-        result.refused = dict(refused)
+        result.admitted = subs.admitted
+        result.refused = dict(subs.refused)
         result.committed = len(latencies)
         result.committed_in_window = in_window
         result.window_throughput = in_window / (t_end - t0)
@@ -594,7 +589,7 @@ class Bench:
             result.p50_ms, result.p95_ms, result.p99_ms = (1000 * _percentile(latencies, p) for p in (50, 95, 99))
             result.max_ms = 1000 * latencies[-1]
             result.mean_ms = 1000 * sum(latencies) / len(latencies)
-        answered = sorted(answered_at[tx] - stamps[tx] for tx in answered_at if tx in stamps)
+        answered = sorted(at - stamps[tx] for tx, at in subs.answered_at.items())
         for stage, values in (("admitted", answered), ("first commit", sorted(first_commits)),
                               ("last commit", latencies)):
             if values:
