@@ -124,11 +124,14 @@ class Node:
     # --- start / stop ----------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # The consensus core starts before any peer can reach it: a peer that dials in first would
+        # otherwise hand it votes it cannot take yet. What it signs meanwhile waits in its own
+        # messages, which go to each peer as it comes up (`_on_peer_up`).
+        if self.driver is not None:
+            self.driver.start()
         await self.peers.start()
         await self.peers.listen(self.config.p2p.listen.host, self.config.p2p.listen.port)
         await self.rpc.start()
-        if self.driver is not None:
-            self.driver.start()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._status_loop(), name="status"),
                        loop.create_task(self._gossip_loop(), name="gossip"),
