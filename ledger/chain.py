@@ -23,7 +23,7 @@ from .execution import check_transfer, dry_run, execute_transaction
 from .genesis import Genesis
 from .reasons import OK, Outcome, Refusal
 from .state import State
-from .store import Store, entry_digest, event_key, height_key, state_root, tx_key
+from .store import STORE_FORMAT, Store, entry_digest, event_key, height_key, state_root, tx_key
 from .tx import Transaction, decode_transaction
 
 #: Blocks whose signatures `validate_block` checked, remembered so `apply_block` need not repeat it.
@@ -74,6 +74,12 @@ class Ledger:
             self._write_genesis()
         elif stored != genesis.hash:
             raise StoreError("the store belongs to another genesis (chain id or members differ)")
+        else:
+            with store.read() as txn:
+                found = store.get_meta(txn, "store_format", 1)
+            if found != STORE_FORMAT:
+                raise StoreError(f"the store has format {found}, this secledger reads format {STORE_FORMAT}; "
+                                 "its state roots differ, so sync into a new store instead")
         self.tip = self._load_tip()
 
     @classmethod
@@ -102,6 +108,7 @@ class Ledger:
         put(txn, "chain_id", self.chain_id)
         put(txn, "genesis_hash", self.genesis.hash)
         put(txn, "genesis", self.genesis.encode())
+        put(txn, "store_format", STORE_FORMAT)
         self._write_tip(txn, ChainTip(0, EMPTY_HASH, self.genesis.genesis_time_ms, root, accumulator))
 
     def _write_tip(self, txn: lmdb.Transaction, tip: ChainTip) -> None:
@@ -126,9 +133,11 @@ class Ledger:
                            previous_block_hash=self.tip.block_hash,
                            previous_state_root=self.tip.state_root, proposer=proposer, txs=txs)
 
-    def validate_block(self, block: Block, *, known: Mapping[bytes, Transaction] | None = None) -> None:
-        """Raise `InvalidBlock` unless `block` may be the next one. Rules never invalidate a block:
-        a transaction that breaks one is recorded as rejected. Nonces and signatures do.
+    def validate_block(self, block: Block, *,
+                       known: Mapping[bytes, Transaction] | None = None) -> list[Transaction]:
+        """Raise `InvalidBlock` unless `block` may be the next one; return its transactions, decoded
+        and checked. Rules never invalidate a block: a transaction that breaks one is recorded as
+        rejected. Nonces and signatures do.
 
         `known`: transactions this node already decoded and checked (its mempool), by hash; the
         others are decoded and their signatures checked here."""
@@ -147,6 +156,7 @@ class Ledger:
         self._validated[block.hash] = (self.tip.state_root, txs)
         while len(self._validated) > VALIDATED_BLOCKS_MAX:
             self._validated.popitem(last=False)
+        return txs
 
     def apply_block(self, block: Block, certificate: bytes, *,
                     known: Mapping[bytes, Transaction] | None = None) -> BlockResult:

@@ -74,7 +74,8 @@ def balance_prefix(symbol: str) -> bytes:
 
 
 def holding(symbol: str, identity_id: str) -> bytes:
-    """-> (balance, lots) of one identity across its wallets; lots = ((acquired_at_s, amount), ...)."""
+    """-> (balance, lots) of one identity across its wallets; lots flat and oldest first:
+    (acquired_at_s, amount, acquired_at_s, amount, ...)."""
     return b"holding:" + symbol.encode() + SEP + identity_id.encode()
 
 

@@ -32,6 +32,10 @@ from . import layout
 from .errors import StoreError
 from .state import State, decode_value, encode_value
 
+#: The layout of stored values. 2: holding lots stored flat (`execution.Lots`). A change here changes
+#: state roots too, so an older store cannot be rebuilt to its certified roots: it is refused.
+STORE_FORMAT: int = 2
+
 #: Virtual size LMDB may grow to; sparse, so it costs no disk until used.
 MAP_SIZE_BYTES: int = 1 << 36
 

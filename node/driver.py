@@ -10,7 +10,6 @@ core never sees two inputs at once.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections import OrderedDict
@@ -273,11 +272,11 @@ class ConsensusDriver:
             log.info("block %s is too far in the future", block.hash.hex()[:12])
             return False
         try:
-            self.ledger.validate_block(block, known=self.mempool.transactions)
+            txs = self.ledger.validate_block(block, known=self.mempool.transactions)
         except InvalidBlock as exc:
             log.warning("proposed block %s at height %d is invalid: %s", block.hash.hex()[:12], block.height, exc)
             return False
-        self.mempool.note_proposed(hashlib.sha256(tx).digest() for tx in block.txs)
+        self.mempool.note_proposed(txs)
         return True
 
     def _decide(self, height: int, block_id: bytes, certificate: CommitCertificate) -> None:

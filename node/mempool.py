@@ -165,10 +165,19 @@ class Mempool:
             else:
                 self._execute(tx)
 
-    def note_proposed(self, tx_hashes: Iterable[bytes]) -> None:
-        """Transactions of a proposal this node validated: their gossip, arriving late, is not
-        decoded and checked a second time before the block commits."""
-        self._in_proposal.update(h for h in tx_hashes if h not in self._pending)
+    def note_proposed(self, txs: Iterable[Transaction]) -> None:
+        """Transactions of a proposal this node validated (decoded, signatures checked). Those not
+        pending here are admitted as if gossiped: their nonces enter the pending state, so the same
+        senders' next transactions, gossiped before this block commits, fit instead of being refused
+        as a nonce gap (and then checked again, on the critical path, in the next proposal). Their
+        own gossip, arriving late, is not decoded and checked a second time."""
+        for tx in txs:
+            if tx.hash in self._pending:
+                continue
+            try:
+                self.admit(tx, check_rules=False)
+            except MempoolRefusal:
+                self._in_proposal.add(tx.hash)
 
     def pending_nonce(self, address: bytes) -> int:
         """The nonce `address` should sign with next: committed ones plus those pending here."""

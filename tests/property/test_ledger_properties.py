@@ -322,7 +322,9 @@ def check_store(h: LedgerHarness, model: Model) -> None:
                 per_identity[owner_of[address]] = per_identity.get(owner_of[address], 0) + b
         mine = {i: v for (s, i), v in holdings.items() if s == symbol}
         assert {i: v[0] for i, v in mine.items()} == per_identity, symbol
-        for identity, (held, lots) in mine.items():
+        for identity, (held, flat) in mine.items():
+            assert len(flat) % 2 == 0, (identity, flat)
+            lots = list(zip(flat[::2], flat[1::2], strict=True))
             assert held > 0 and sum(n for _, n in lots) == held and all(n > 0 for _, n in lots), (identity, lots)
             assert [t for t, _ in lots] == sorted(t for t, _ in lots) and len(lots) <= LOTS_MAX
         assert holder_count == len(per_identity), symbol

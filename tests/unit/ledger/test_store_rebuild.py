@@ -12,7 +12,7 @@ from ledger import layout, queries, testing
 from ledger.block import Block
 from ledger.chain import Ledger
 from ledger.errors import InvalidBlock, StateRootMismatch, StoreError
-from ledger.store import state_root
+from ledger.store import STORE_FORMAT, Store, state_root
 from ledger.testing import FAR_FUTURE_S, LedgerHarness, address_of
 
 
@@ -92,6 +92,20 @@ def test_a_store_of_another_chain_is_refused(chain):
     with pytest.raises(StoreError):
         Ledger.open(path, testing.test_genesis(chain_id="other-chain"))
     chain.ledger = Ledger.open(path, chain.genesis)
+
+
+def test_a_store_of_an_older_format_is_refused_by_name(chain):
+    path = chain.ledger.store.env.path()
+    with chain.ledger.store.write() as txn:
+        chain.ledger.store.put_meta(txn, "store_format", 1)
+    chain.ledger.close()
+    with pytest.raises(StoreError, match="format 1, this secledger reads format 2"):
+        Ledger.open(path, chain.genesis)
+    store = Store(path)
+    with store.write() as txn:
+        store.put_meta(txn, "store_format", STORE_FORMAT)
+    store.close()
+    chain.ledger = Ledger.open(path, chain.genesis)  # for the fixture's close
 
 
 def test_accumulator_audits_the_state(chain):

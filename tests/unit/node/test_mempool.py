@@ -104,3 +104,36 @@ def test_commit_prunes_and_pending_state_follows_the_chain(chain):
     chain.commit(kyc_tx)
     mempool.update([])
     assert refusal(mempool, kyc_tx).reason == "already_committed"
+
+
+def test_a_validated_proposal_takes_its_senders_nonces_so_their_next_gossip_fits(chain):
+    """A proposer's own client transactions reach the other validators in its proposal before
+    their gossip. The next ones from the same sender, gossiped before that block commits, must
+    still be admitted (not refused as a nonce gap and checked again in the next proposal)."""
+    mempool = Mempool(chain.ledger)
+    alice = chain.signer("alice")
+    first = alice.transfer("ACME", chain.address("bob"), 1)
+    second = alice.transfer("ACME", chain.address("bob"), 2)
+    assert refusal(mempool, second, check_rules=False).reason == "nonce_gap"  # without the proposal
+    block = chain.block([first])
+    mempool.note_proposed(chain.ledger.validate_block(block))
+    assert first in (tx.raw for tx in mempool.transactions.values())
+    assert mempool.add(second, check_rules=False)
+    assert refusal(mempool, first, check_rules=False).reason == "duplicate"  # its late gossip
+    assert mempool.reap(txs_max=10, bytes_max=1 << 20) == (first, second)
+    result = chain.ledger.apply_block(block, b"certificate")
+    mempool.update(r.tx_hash for r in result.receipts)
+    assert mempool.reap(txs_max=10, bytes_max=1 << 20) == (second,)
+    assert mempool.pending_nonce(alice.address) == 2
+
+
+def test_a_proposal_that_is_not_decided_leaves_its_transactions_pending(chain):
+    mempool = Mempool(chain.ledger)
+    alice = chain.signer("alice")
+    first = alice.transfer("ACME", chain.address("bob"), 1)
+    mempool.note_proposed(chain.ledger.validate_block(chain.block([first])))
+    chain.time_ms -= 1000  # the harness moved its clock for the block that was not decided
+    result = chain.commit()  # another, empty block is decided at that height instead
+    mempool.update(r.tx_hash for r in result.receipts)
+    # this node may propose it itself now: it was decoded and checked, and its nonce still fits
+    assert mempool.reap(txs_max=10, bytes_max=1 << 20) == (first,)
