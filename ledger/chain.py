@@ -236,10 +236,10 @@ class Ledger:
         digest = hashlib.sha256(b"secledger/results/v1\x00")
         for index, receipt in enumerate(receipts):
             key = tx_key(height, index)
-            raw = codec.encode({
-                "tx": receipt.tx_hash, "kind": receipt.kind, "signer": receipt.signer,
-                "nonce": receipt.nonce, "code": receipt.outcome.code, "reason": receipt.outcome.reason,
-                "events": len(receipt.events),
+            raw = codec.pack_canonical({  # keys in sorted order, values of fixed types: codec.encode's bytes
+                "code": receipt.outcome.code, "events": len(receipt.events), "kind": receipt.kind,
+                "nonce": receipt.nonce, "reason": receipt.outcome.reason, "signer": receipt.signer,
+                "tx": receipt.tx_hash,
             })
             digest.update(raw)
             txn.put(key, raw, db=dbs["receipts"])

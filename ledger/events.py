@@ -21,15 +21,17 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
 
     def encode(self, *, tx_hash: bytes, height: int, tx_index: int, event_index: int) -> bytes:
-        return codec.encode({
+        # codec.encode's bytes: keys in sorted order, `data` (built by handlers) checked and sorted,
+        # every other value of a known type (the address tuple becomes a list of bytes).
+        return codec.pack_canonical({
+            "addresses": list(self.addresses),
+            "data": codec.canonical(self.data),
+            "event_index": event_index,
+            "height": height,
             "kind": self.kind,
             "token": self.token,
-            "addresses": list(self.addresses),
-            "data": self.data,
             "tx": tx_hash,
-            "height": height,
             "tx_index": tx_index,
-            "event_index": event_index,
         })
 
 

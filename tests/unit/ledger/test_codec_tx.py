@@ -22,6 +22,7 @@ from ledger.errors import (
     UnknownKind,
     WrongChain,
 )
+from ledger.events import Event
 from ledger.kinds import AMOUNT_MAX, KINDS, check_body
 from ledger.testing import CHAIN_ID, address_of, key_for
 from ledger.tx import (
@@ -55,6 +56,26 @@ def test_encode_sorts_keys_and_round_trips():
     assert codec.encode({"b": 1, "a": [1, b"x", None, True]}) == codec.encode({"a": [1, b"x", None, True], "b": 1})
     raw = codec.encode({"b": 1, "a": 2})
     assert codec.decode(raw, bytes_max=100) == {"a": 2, "b": 1}
+
+
+@given(kind=st.sampled_from(["token.transferred", "tx.rejected"]), token=st.none() | st.text(max_size=8),
+       addresses=st.lists(st.binary(min_size=1, max_size=33), max_size=3),
+       data=st.dictionaries(st.text(max_size=6), st.integers(0, AMOUNT_MAX) | st.binary(max_size=8)
+                            | st.lists(st.integers(-5, 5), max_size=3), max_size=5),
+       height=st.integers(0, 2**64 - 1), tx_index=st.integers(0, 2**32 - 1))
+def test_events_packed_on_the_hot_path_are_the_canonical_bytes(kind, token, addresses, data, height, tx_index):
+    """Event.encode skips codec.encode's walk of what it built itself; the bytes must not differ,
+    or every state root would."""
+    event = Event(kind, token, tuple(addresses), data)
+    expected = codec.encode({"kind": kind, "token": token, "addresses": addresses, "data": data, "tx": b"h" * 32,
+                             "height": height, "tx_index": tx_index, "event_index": 3})
+    assert event.encode(tx_hash=b"h" * 32, height=height, tx_index=tx_index, event_index=3) == expected
+
+
+def test_an_event_with_a_float_in_its_data_is_still_refused():
+    with pytest.raises(ValueError, match="floats"):
+        Event("token.transferred", "ACME", (), {"amount": 1.5}).encode(tx_hash=b"", height=1, tx_index=0,
+                                                                         event_index=0)
 
 
 @pytest.mark.parametrize("value", [1.5, {1: "int key"}, {"a": {1, 2}}, object()])

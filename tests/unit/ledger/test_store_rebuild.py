@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 
+import msgpack
 import pytest
 
-from ledger import layout, queries, testing
+from ledger import codec, layout, queries, testing
 from ledger.block import Block
 from ledger.chain import Ledger
 from ledger.errors import InvalidBlock, StateRootMismatch, StoreError
@@ -92,6 +93,18 @@ def test_a_store_of_another_chain_is_refused(chain):
     with pytest.raises(StoreError):
         Ledger.open(path, testing.test_genesis(chain_id="other-chain"))
     chain.ledger = Ledger.open(path, chain.genesis)
+
+
+def test_stored_receipts_and_events_are_canonical_bytes(chain):
+    """They are packed without codec.encode's walk (the per-block hot path); the results hash in
+    every state root covers these bytes, so they must be exactly what codec.encode gives."""
+    _busy_history(chain)
+    with chain.ledger.store.read() as txn:
+        for db in ("receipts", "events"):
+            stored = [raw for _, raw in chain.ledger.store.iter_prefix(txn, db, b"")]
+            assert stored
+            for raw in stored:
+                assert codec.encode(msgpack.unpackb(raw, raw=False)) == raw
 
 
 def test_a_store_of_an_older_format_is_refused_by_name(chain):
