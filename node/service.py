@@ -30,6 +30,7 @@ from .consensus_wal import ConsensusWal
 from .driver import BlockLimits, ConsensusDriver
 from .evidence_pool import EvidencePool
 from .genesis_file import load_genesis
+from .gossip_ingest import GossipIngest
 from .keys import load_key
 from .mempool import Mempool, MempoolRefusal
 from .p2p import PeerAddress, PeerConfig, PeerManager
@@ -43,10 +44,6 @@ log = logging.getLogger("secledger.node")
 STATUS_INTERVAL_S: float = 1.0
 #: How often admitted transactions are gossiped to peers, in one batch.
 GOSSIP_INTERVAL_S: float = 0.02
-#: Gossiped batches waiting to be admitted; past this a batch is dropped (its origin proposes it).
-INGEST_BATCHES_MAX: int = 256
-#: Gossiped transactions admitted between two looks at the other inputs (votes, RPC).
-INGEST_SLICE: int = 50
 #: RPC calls may take this long (tx_wait waits up to a minute).
 RPC_CALL_TIMEOUT_MS: int = 70_000
 
@@ -69,7 +66,7 @@ class Node:
         self.evidence = EvidencePool(home / "evidence.log")
         self.halted: str | None = None
         self._gossip: list[bytes] = []
-        self._ingest: asyncio.Queue[tuple[bytes, ...]] = asyncio.Queue(INGEST_BATCHES_MAX)
+        self._ingest = GossipIngest(self._admit_gossiped, self._wake_driver)
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._last_status_height = -1
@@ -135,7 +132,7 @@ class Node:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._status_loop(), name="status"),
                        loop.create_task(self._gossip_loop(), name="gossip"),
-                       loop.create_task(self._ingest_loop(), name="ingest")]
+                       loop.create_task(self._ingest.run(), name="ingest")]
         log.info("%s %s started at height %d: p2p %s:%d, rpc %s", self.config.node.mode,
                  self.config.node.moniker, self.ledger.tip.height, self.config.p2p.listen.host,
                  self.peers.listen_port, self.rpc.url)
@@ -178,20 +175,14 @@ class Node:
             self.driver.wake()
         return tx
 
-    async def _ingest_loop(self) -> None:
-        """Admit peers' gossiped transactions in the background, a slice at a time, so a large
-        batch never holds up the votes that arrive behind it. (Checking signatures on worker
-        threads was tried and measured slower: the GIL handoffs delay the event loop.)"""
-        while True:
-            batch = await self._ingest.get()
-            for start in range(0, len(batch), INGEST_SLICE):
-                for raw in batch[start:start + INGEST_SLICE]:
-                    if self.halted is None:
-                        with contextlib.suppress(MempoolRefusal):
-                            self.mempool.add(raw, check_rules=False)
-                await asyncio.sleep(0)  # let votes and RPC in between slices
-            if self.driver is not None:
-                self.driver.wake()
+    def _admit_gossiped(self, raw: bytes) -> None:
+        if self.halted is None:
+            with contextlib.suppress(MempoolRefusal):
+                self.mempool.add(raw, check_rules=False)
+
+    def _wake_driver(self) -> None:
+        if self.driver is not None:
+            self.driver.wake()
 
     def watch_tx(self, tx_hash: bytes) -> asyncio.Future[None]:
         """A future resolved when `tx_hash` commits. Register it *before* looking in the ledger,
@@ -305,9 +296,7 @@ class Node:
                 self.sync.on_status(peer, message)
             case wire.Txs(txs):
                 if self.driver is not None and self.halted is None:
-                    try:
-                        self._ingest.put_nowait(txs)
-                    except asyncio.QueueFull:
+                    if not self._ingest.offer(txs):
                         # The origin keeps them and proposes them in its turn: nothing is lost.
                         log.warning("gossip backlog full: dropped %d transactions from %s", len(txs),
                                     peer.hex()[:12])
