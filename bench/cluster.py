@@ -51,7 +51,7 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -275,6 +275,64 @@ def tx_request(index: int, tx_hex: str) -> str:
     return f'{{"jsonrpc":"2.0","id":{index},"method":"tx_submit","params":{{"tx":"{tx_hex}"}}}}'
 
 
+class Submitter:
+    """One client's WebSocket to its validator. Batches go out as they fall due, without waiting
+    for the answer to the one before: the node answers each connection's messages one at a time,
+    in order, so each sender's nonces stay sequential, and the answers come back in that order.
+    (Over HTTP a client must wait for each answer before the next batch, or nonces could arrive
+    out of order; transfers falling due meanwhile then wait in the client, and small batches
+    each pay a whole HTTP request.)"""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
+        self.session = session
+        self.ws_url = url.replace("http://", "ws://", 1) + "ws"
+        self.socket: aiohttp.ClientWebSocketResponse | None = None
+        self.waiting: deque[tuple[list[str], Submissions]] = deque()
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        self.socket = await self.session.ws_connect(self.ws_url, max_msg_size=0, heartbeat=None)
+        self._reader = asyncio.create_task(self._read())
+
+    async def send(self, first_id: int, part: list[str], subs: Submissions) -> None:
+        assert self.socket is not None
+        subs.sent += len(part)
+        self.waiting.append((part, subs))
+        self.idle.clear()
+        await self.socket.send_str("[" + ",".join(tx_request(first_id + j, tx) for j, tx in enumerate(part)) + "]")
+
+    async def _read(self) -> None:
+        assert self.socket is not None
+        async for message in self.socket:
+            if message.type is not aiohttp.WSMsgType.TEXT:
+                break
+            answered = time.monotonic()
+            answers = json.loads(message.data)
+            part, subs = self.waiting.popleft()
+            for tx in part:
+                subs.answered_at[tx] = answered
+            for answer in answers if isinstance(answers, list) else [answers]:
+                if "error" in answer:
+                    subs.refused[_reason(answer["error"])] += 1
+                else:
+                    subs.admitted += 1
+            if not self.waiting:
+                self.idle.set()
+        if self.waiting:
+            log(f"warning: {self.ws_url} closed with {len(self.waiting)} batches unanswered")
+            self.waiting.clear()
+            self.idle.set()
+
+    async def close(self) -> None:
+        if self.socket is not None:
+            await self.socket.close()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+
+
 # --- commit times: a `blocks` subscription on every node ------------------------------------------
 
 
@@ -365,12 +423,13 @@ class RunResult:
 @dataclass
 class Submissions:
     """One run's submissions: when each transfer was submitted (`stamps`) and answered, the
-    refusals by reason, and how many were admitted. Only `Bench._submit_batch` updates it, after
-    its await, so concurrent clients never overwrite each other's counts."""
+    refusals by reason, and how many were sent and admitted. Only `Submitter` updates it, never
+    across an await, so concurrent clients never overwrite each other's counts."""
 
     stamps: dict[str, float] = field(default_factory=dict)
     answered_at: dict[str, float] = field(default_factory=dict)
     refused: Counter[str] = field(default_factory=Counter)
+    sent: int = 0
     admitted: int = 0
 
 
@@ -387,6 +446,7 @@ class Bench:
         self.client_url = [cluster.url(cluster.validators[c % len(cluster.validators)]) for c in range(clients)]
         self.sender_url = {i: self.client_url[i % clients] for i in range(investors)}
         self.cursor = [0] * clients
+        self.submitters = [Submitter(rpc.session, url) for url in self.client_url]
 
     async def setup(self) -> None:
         url = self.cluster.url("validator-0")
@@ -450,20 +510,6 @@ class Bench:
             await asyncio.sleep(0.25)
         log(f"warning: not drained after {DRAIN_TIMEOUT_S:.0f} s")
 
-    async def _submit_batch(self, c: int, first_id: int, part: list[str], subs: Submissions) -> None:
-        """Submit `part` as one JSON-RPC batch to client `c`'s validator (a batch runs in order, so
-        each sender's nonces stay sequential); record the answers in `subs`."""
-        body = ("[" + ",".join(tx_request(first_id + j, tx) for j, tx in enumerate(part)) + "]").encode()
-        answers = await self.rpc.post(self.client_url[c], body)
-        answered = time.monotonic()
-        for tx in part:
-            subs.answered_at[tx] = answered
-        for answer in answers:
-            if "error" in answer:
-                subs.refused[_reason(answer["error"])] += 1
-            else:
-                subs.admitted += 1
-
     def _mark(self) -> None:
         self._cpu_mark = (self.cluster.cpu_seconds(), time.process_time(), _machine_busy_s(), time.monotonic())
 
@@ -480,6 +526,14 @@ class Bench:
 
     # --- the two kinds of run ---
 
+    async def open(self) -> None:
+        for submitter in self.submitters:
+            await submitter.open()
+
+    async def close(self) -> None:
+        for submitter in self.submitters:
+            await submitter.close()
+
     async def saturation(self, seconds: float, window: int, presign_rate: int) -> RunResult:
         per_client = math.ceil(presign_rate * seconds / self.clients)
         log(f"saturation: signing {per_client * self.clients} transfers")
@@ -494,20 +548,21 @@ class Bench:
         async def client(c: int) -> None:
             txs, sent = queues[c], 0
             while sent < len(txs) and time.monotonic() < t_end:
-                if subs.admitted - (self.watcher.committed_v0 - base_committed) >= window:
+                if subs.sent - (self.watcher.committed_v0 - base_committed) >= window:
                     await asyncio.sleep(0.005)
                     continue
                 part = txs[sent:sent + SATURATION_BATCH]
                 now = time.monotonic()
                 for tx in part:
                     subs.stamps[tx] = now
-                await self._submit_batch(c, sent, part, subs)
+                await self.submitters[c].send(sent, part, subs)
                 sent += len(part)
             if sent >= len(txs):
                 log(f"warning: client {c} ran out of pre-signed transfers; raise --presign-rate")
 
         await asyncio.gather(*(client(c) for c in range(self.clients)))
         submit_end = time.monotonic()
+        await asyncio.gather(*(s.idle.wait() for s in self.submitters))
         result = RunResult("saturation", 0.0, seconds)
         await self._finish(result, subs, start_height, t0, t_end)
         result.offered = result.submitted / (submit_end - t0)
@@ -535,10 +590,11 @@ class Bench:
                 part = txs[sent:min(due, sent + OPEN_LOOP_BATCH_MAX)]
                 for j, tx in enumerate(part):
                     subs.stamps[tx] = first + (sent + j) / client_rate  # scheduled time: no coordinated omission
-                await self._submit_batch(c, sent, part, subs)
+                await self.submitters[c].send(sent, part, subs)
                 sent += len(part)
 
         await asyncio.gather(*(client(c) for c in range(self.clients)))
+        await asyncio.gather(*(s.idle.wait() for s in self.submitters))
         result = RunResult("load", rate, seconds)
         await self._finish(result, subs, start_height, t0, t_end)
         return result
@@ -660,6 +716,7 @@ async def session(cluster: Cluster, args: argparse.Namespace, *, loads: list[flo
         bench = Bench(cluster, rpc, watcher, investors=args.investors, clients=args.clients)
         started = time.monotonic()
         await bench.setup()
+        await bench.open()
         log(f"set-up done in {time.monotonic() - started:.1f} s: {args.investors} investors, token {TOKEN}")
         results = []
         sat = await bench.saturation(args.seconds, args.window, args.presign_rate)
@@ -684,6 +741,7 @@ async def session(cluster: Cluster, args: argparse.Namespace, *, loads: list[flo
         log("resident at the end (VmRSS, MiB): " + ", ".join(f"{k} {v}" for k, v in cluster.rss_end.items()))
         if watcher.drops:
             log(f"warning: {watcher.drops} blocks subscriptions were dropped and resubscribed")
+        await bench.close()
         await watcher.stop()
         return results, peaks
 

@@ -112,7 +112,10 @@ class RpcServer:
         app = web.Application()
         app.router.add_post("/", self._handle_http)
         app.router.add_get("/ws", self._handle_websocket)
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_MS / 1000)
+        # No access log: under load it would be a line per HTTP request, most of the node's log,
+        # written on the event loop; the node logs what matters (errors, refusals of peers) itself.
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_MS / 1000,
+                               access_log=None)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self._port_requested)
