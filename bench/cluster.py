@@ -12,7 +12,8 @@ without waiting for the previous answer (the node answers a connection's message
 - saturation: for --seconds, each client submits batches as fast as the cluster takes them, with
   at most `--window` transactions in flight (submitted, not yet committed);
 - fixed loads (open loop), the --loads and half the saturation throughput (loads above 1.25 x
-  saturation are skipped): each transfer is sent when it falls due, whatever the replies.
+  saturation are skipped): each transfer is sent when it falls due, whatever the replies, unless
+  the client already has 4 batches unanswered (then it goes in the next batch).
 
 A transfer is committed when the block holding it has been committed on EVERY validator (the time
 the last one announced it on its `blocks` WebSocket subscription). Committed tx/s = our committed
@@ -90,6 +91,11 @@ SATURATION_BATCH = 250
 #: Unanswered batches per client at saturation: one being admitted and the next one ready, not a
 #: flood of whole batches queued in the node's WebSocket ahead of everything else.
 SATURATION_BATCHES_IN_FLIGHT = 2
+#: Unanswered batches per client in the open-loop runs: past it, what falls due waits in the client
+#: and goes in the next batch (its latency still counts from its scheduled time). Without a bound, a
+#: load above saturation queued hundreds of batches in a node's WebSocket, and the node's heartbeat,
+#: whose pong waited behind them, cut the connection.
+OPEN_LOOP_BATCHES_IN_FLIGHT = 4
 OPEN_LOOP_BATCH_MAX = 1000
 DRAIN_TIMEOUT_S = 60.0
 
@@ -590,6 +596,9 @@ class Bench:
                 due = min(len(txs), math.floor((now - first) * client_rate) + 1) if now >= first else 0
                 if due <= sent:
                     await asyncio.sleep(max(0.0, first + sent / client_rate - now))
+                    continue
+                if len(self.submitters[c].waiting) >= OPEN_LOOP_BATCHES_IN_FLIGHT:
+                    await asyncio.sleep(0.002)
                     continue
                 part = txs[sent:min(due, sent + OPEN_LOOP_BATCH_MAX)]
                 for j, tx in enumerate(part):
