@@ -93,8 +93,9 @@ SATURATION_BATCH = 250
 SATURATION_BATCHES_IN_FLIGHT = 2
 #: Unanswered batches per client in the open-loop runs: past it, what falls due waits in the client
 #: and goes in the next batch (its latency still counts from its scheduled time). Without a bound, a
-#: load above saturation queued hundreds of batches in a node's WebSocket, and the node's heartbeat,
-#: whose pong waited behind them, cut the connection.
+#: load above saturation queued hundreds of batches in a node's WebSocket, their answers piled up
+#: faster than this busy client read them, and the node dropped it as a slow reader (its bounded
+#: outbound queue, as designed).
 OPEN_LOOP_BATCHES_IN_FLIGHT = 4
 OPEN_LOOP_BATCH_MAX = 1000
 DRAIN_TIMEOUT_S = 60.0
