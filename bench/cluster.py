@@ -300,6 +300,7 @@ class Submitter:
         self.waiting: deque[tuple[list[str], Submissions]] = deque()
         self.idle = asyncio.Event()
         self.idle.set()
+        self._answered = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
@@ -312,6 +313,12 @@ class Submitter:
         self.waiting.append((part, subs))
         self.idle.clear()
         await self.socket.send_str("[" + ",".join(tx_request(first_id + j, tx) for j, tx in enumerate(part)) + "]")
+
+    async def wait_for_room(self, batches_max: int) -> None:
+        """Until fewer than `batches_max` batches are unanswered (woken by answers, not polling)."""
+        while len(self.waiting) >= batches_max:
+            self._answered.clear()
+            await self._answered.wait()
 
     async def _read(self) -> None:
         assert self.socket is not None
@@ -328,12 +335,14 @@ class Submitter:
                     subs.refused[_reason(answer["error"])] += 1
                 else:
                     subs.admitted += 1
+            self._answered.set()
             if not self.waiting:
                 self.idle.set()
         if self.waiting:
             log(f"warning: {self.ws_url} closed with {len(self.waiting)} batches unanswered")
             self.waiting.clear()
             self.idle.set()
+            self._answered.set()
 
     async def close(self) -> None:
         if self.socket is not None:
@@ -558,9 +567,9 @@ class Bench:
         async def client(c: int) -> None:
             txs, sent = queues[c], 0
             while sent < len(txs) and time.monotonic() < t_end:
-                if subs.sent - (self.watcher.committed_v0 - base_committed) >= window \
-                        or len(self.submitters[c].waiting) >= SATURATION_BATCHES_IN_FLIGHT:
-                    await asyncio.sleep(0.002)
+                await self.submitters[c].wait_for_room(SATURATION_BATCHES_IN_FLIGHT)
+                if subs.sent - (self.watcher.committed_v0 - base_committed) >= window:
+                    await asyncio.sleep(0.005)
                     continue
                 part = txs[sent:sent + SATURATION_BATCH]
                 now = time.monotonic()
@@ -599,8 +608,8 @@ class Bench:
                     await asyncio.sleep(max(0.0, first + sent / client_rate - now))
                     continue
                 if len(self.submitters[c].waiting) >= OPEN_LOOP_BATCHES_IN_FLIGHT:
-                    await asyncio.sleep(0.002)
-                    continue
+                    await self.submitters[c].wait_for_room(OPEN_LOOP_BATCHES_IN_FLIGHT)
+                    continue  # more fell due meanwhile: it goes in this batch
                 part = txs[sent:min(due, sent + OPEN_LOOP_BATCH_MAX)]
                 for j, tx in enumerate(part):
                     subs.stamps[tx] = first + (sent + j) / client_rate  # scheduled time: no coordinated omission

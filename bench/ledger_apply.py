@@ -79,7 +79,8 @@ def signed_transfers(harness: LedgerHarness, names: list[str], count: int, seed:
 
 def bench_apply(harness: LedgerHarness, txs: list[bytes], block_size: int) -> tuple[float, float, int]:
     """CPU seconds and wall seconds spent in apply_block (signatures checked there), and the bytes
-    this process wrote to disk meanwhile (the store's commits; -1 where /proc/self/io is missing)."""
+    /proc/self/io counts as written meanwhile (-1 where it is missing). That count over-counts the
+    store's real writes several times on some kernels (docs/BENCHMARKS.md): compare runs with it."""
     spent = wall = 0.0
     written = 0
     for start in range(0, len(txs), block_size):
@@ -149,7 +150,7 @@ def main() -> None:
     print(f"apply_block, signatures checked: {applied:10,.0f} transfers/s   (wall {len(txs) / wall:,.0f}/s)")
     if written >= 0:
         blocks = -(-len(txs) // args.block)
-        print(f"store writes (commits, synced):  {written / blocks / 1e6:10.2f} MB per block   "
+        print(f"write_bytes (/proc/self/io):     {written / blocks / 1e6:10.2f} MB per block   "
               f"({written / len(txs) / 1e3:.1f} kB per transfer)")
     print(f"Ed25519 verifies (pynacl):       {verifies:10,.0f} /s            ratio {applied / verifies:.2f}")
     print(f"bare LMDB puts:                  {puts:10,.0f} /s            ({PUTS_PER_TRANSFER} per transfer)")

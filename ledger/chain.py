@@ -70,16 +70,14 @@ class Ledger:
         self._validated: OrderedDict[bytes, tuple[bytes, list[Transaction]]] = OrderedDict()
         with store.read() as txn:
             stored = store.get_meta(txn, "genesis_hash")
+            found = store.get_meta(txn, "store_format", 1)  # stores from before the key were format 1
         if stored is None:
             self._write_genesis()
         elif stored != genesis.hash:
             raise StoreError("the store belongs to another genesis (chain id or members differ)")
-        else:
-            with store.read() as txn:
-                found = store.get_meta(txn, "store_format", 1)
-            if found != STORE_FORMAT:
-                raise StoreError(f"the store has format {found}, this secledger reads format {STORE_FORMAT}; "
-                                 "its state roots differ, so sync into a new store instead")
+        elif found != STORE_FORMAT:
+            raise StoreError(f"the store has format {found}, this secledger reads format {STORE_FORMAT}; "
+                             "its state roots differ, so sync into a new store instead")
         self.tip = self._load_tip()
 
     @classmethod

@@ -63,9 +63,12 @@ class SignStateFile:
 
     def save(self, state: SignState) -> None:
         fd = self._open()
-        self._sequence += 1
-        os.pwrite(fd, _slot(self._sequence, state.encode()), (self._sequence % 2) * SLOT_BYTES)
+        # The sequence moves only once the record is on disk: a save that fails (a full disk, an I/O
+        # error) is retried into the same, older slot, never over the newest record.
+        sequence = self._sequence + 1
+        os.pwrite(fd, _slot(sequence, state.encode()), (sequence % 2) * SLOT_BYTES)
         os.fdatasync(fd)
+        self._sequence = sequence
 
     def close(self) -> None:
         if self._fd is not None:

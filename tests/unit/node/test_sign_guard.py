@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from consensus.signing import SignState, SignStep
-from node.sign_guard import SLOT_BYTES, SignGuardError, SignStateFile
+from node.sign_guard import SLOT_BYTES, SignGuardError, SignStateFile, _read_slot
 
 
 def record(height: int, round_: int = 0, step: SignStep = SignStep.PREVOTE) -> SignState:
@@ -94,3 +95,25 @@ def test_a_save_over_an_unreadable_file_refuses_instead_of_overwriting_it(tmp_pa
     with pytest.raises(SignGuardError):
         SignStateFile(path).save(record(1))
     assert path.read_bytes() == b"\x01" * (2 * SLOT_BYTES)
+
+
+def test_a_failed_save_is_retried_into_the_older_slot_not_over_the_newest_record(tmp_path: Path,
+                                                                                  monkeypatch) -> None:
+    path = tmp_path / "sign_state.bin"
+    guard = SignStateFile(path)
+    guard.save(record(1))
+    guard.save(record(2))  # sequence 2, in slot 0
+    real_fdatasync = os.fdatasync
+
+    def failing_fdatasync(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fdatasync", failing_fdatasync)
+    with pytest.raises(OSError):
+        guard.save(record(3))
+    monkeypatch.setattr(os, "fdatasync", real_fdatasync)
+    guard.save(record(3))
+    guard.close()
+    data = path.read_bytes()
+    assert _read_slot(data[:SLOT_BYTES]) == (2, record(2))  # the newest record before the failure, intact
+    assert SignStateFile(path).load() == record(3)
