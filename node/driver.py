@@ -79,6 +79,7 @@ class ConsensusDriver:
         timeout_commit_ms: int,
         empty_block_interval_ms: int = 0,
         wal: ConsensusWal | None = None,
+        before_propose: Callable[[], None] | None = None,
     ) -> None:
         self.core = core
         self.ledger = ledger
@@ -103,6 +104,7 @@ class ConsensusDriver:
         self.stopped = False
         self.byzantine: Byzantine | None = None  # fault campaigns only; see node/byzantine.py
         self.wal = wal
+        self._before_propose = before_propose
 
     # --- start / stop ----------------------------------------------------------------------------
 
@@ -245,6 +247,8 @@ class ConsensusDriver:
     def _propose(self, height: int, round_: int) -> None:
         if height != self.ledger.tip.height + 1:
             return  # the ledger is not at the height below; sync will move us
+        if self._before_propose is not None:
+            self._before_propose()
         txs = self.mempool.reap(txs_max=self.limits.txs_max, bytes_max=self.limits.bytes_max)
         block = self.ledger.build_block(txs, time_ms=now_ms(), proposer=self.proposer_key)
         self._remember(block)

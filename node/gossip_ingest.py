@@ -49,7 +49,8 @@ class GossipIngest:
     async def run(self) -> None:
         held = self._held
         while True:
-            held.extend(await self._queue.get())
+            if not held:  # a proposer's drain may have left part of a batch here
+                held.extend(await self._queue.get())
             while held:
                 deadline = time.perf_counter() + self._slice_s
                 while held and time.perf_counter() < deadline:
@@ -59,6 +60,21 @@ class GossipIngest:
                 self._after_slice()
                 await asyncio.sleep(0)
                 self._take_queued()
+
+    def drain(self, budget_s: float) -> int:
+        """Admit what is queued now, for up to `budget_s`, without yielding; returns how many were
+        admitted. A proposer calls this before it reaps: gossip that piled up while it applied the
+        last block (its loop was busy, so the ingest could not run) goes into its block instead of
+        waiting a whole height for the next one."""
+        held, admitted = self._held, 0
+        deadline = time.perf_counter() + budget_s
+        self._take_queued()
+        while held and time.perf_counter() < deadline:
+            for _ in range(min(10, len(held))):
+                self._admit(held.popleft())
+                admitted += 1
+            self._take_queued()
+        return admitted
 
     def _take_queued(self) -> None:
         while len(self._held) < self._held_max and not self._queue.empty():

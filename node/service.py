@@ -44,6 +44,8 @@ log = logging.getLogger("secledger.node")
 STATUS_INTERVAL_S: float = 1.0
 #: How often admitted transactions are gossiped to peers, in one batch.
 GOSSIP_INTERVAL_S: float = 0.02
+#: Most time a proposer spends admitting queued gossip before it reaps its block (see GossipIngest.drain).
+PROPOSE_DRAIN_S: float = 0.025
 #: RPC calls may take this long (tx_wait waits up to a minute).
 RPC_CALL_TIMEOUT_MS: int = 70_000
 
@@ -116,7 +118,8 @@ class Node:
             evidence=self.evidence, broadcast=self._broadcast_to_validators, on_commit=self._on_commit,
             on_halt=self.halt, request_missing_block=lambda _height: self.sync.kick(),
             limits=BlockLimits(c.block_txs_max, c.block_bytes_max), timeout_commit_ms=c.timeout_commit_ms,
-            empty_block_interval_ms=c.empty_block_interval_ms, wal=ConsensusWal(home / "consensus_wal"))
+            empty_block_interval_ms=c.empty_block_interval_ms, wal=ConsensusWal(home / "consensus_wal"),
+            before_propose=lambda: self._ingest.drain(PROPOSE_DRAIN_S))
 
     # --- start / stop ----------------------------------------------------------------------------------
 
