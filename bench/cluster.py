@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import gzip
 import json
@@ -437,6 +438,10 @@ class RunResult:
     #: Where the latency goes, p50 and p99 in ms from submission: the validator's answer (admitted),
     #: the first validator's commit, the last one's (the latency above).
     stages_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: Share of our transactions (%) by how many blocks committed after the validator answered
+    #: them and before their own block: 1 is the block already under way; 2 or more means the
+    #: transaction missed a proposal it could have been in (it had not reached the proposer).
+    blocks_passed_pct: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -633,6 +638,7 @@ class Bench:
         commit_times: list[float] = []
         in_window, blocks_with_ours = 0, []
         first_commits: list[float] = []
+        height_of: dict[str, int] = {}
         heights = list(range(start_height + 1, end_height + 1))
         for start in range(0, len(heights), 2):  # small reads, spread: the nodes' peak memory is measured
             url = self.cluster.url(self.cluster.validators[(start // 2) % len(self.cluster.validators)])
@@ -643,6 +649,7 @@ class Bench:
                 ours = [stamps[tx] for tx in block["txs"] if tx in stamps]
                 if not ours:
                     continue
+                height_of.update((tx, block["height"]) for tx in block["txs"] if tx in stamps)
                 blocks_with_ours.append((block["height"], len(block["txs"]), when))
                 first = self.watcher.first_commit_time(block["height"])
                 if first is not None:
@@ -673,6 +680,7 @@ class Bench:
                               ("last commit", latencies)):
             if values:
                 result.stages_ms[stage] = (1000 * _percentile(values, 50), 1000 * _percentile(values, 99))
+        result.blocks_passed_pct = self._blocks_passed(heights, height_of, subs.answered_at)
         result.blocks = len(blocks_with_ours)
         lags = sorted(self.watcher.times[o][h] - when for h, _, when in blocks_with_ours
                       for o in self.cluster.nodes if o not in self.cluster.validators
@@ -685,6 +693,22 @@ class Bench:
             if len(times) > 1:
                 result.block_interval_ms = 1000 * (max(times) - min(times)) / (len(times) - 1)
         await self.resync_nonces()
+
+
+    def _blocks_passed(self, heights: list[int], height_of: dict[str, int],
+                       answered_at: dict[str, float]) -> dict[str, float]:
+        firsts = [(h, t) for h in heights if (t := self.watcher.first_commit_time(h)) is not None]
+        times = [t for _, t in firsts]  # a height commits after the one below it: ascending
+        counts: Counter[str] = Counter()
+        for tx, height in height_of.items():
+            at = answered_at.get(tx)
+            if at is None:
+                continue
+            index = bisect.bisect_right(times, at)  # the first height committed after the answer
+            passed = sum(1 for h, _ in firsts[index:] if h < height)
+            counts["3+" if passed >= 3 else str(passed)] += 1
+        total = sum(counts.values())
+        return {k: round(100 * counts[k] / total, 1) for k in ("0", "1", "2", "3+")} if total else {}
 
 
 def _machine_busy_s() -> float:
@@ -865,7 +889,12 @@ def _row(r: RunResult) -> str:
             f"submitted {r.submitted}  committed {r.committed}  refused {refused}  rule-rejected {r.rule_rejected}  "
             f"blocks {r.blocks} x {r.block_txs_mean:.0f} txs every {r.block_interval_ms:.0f} ms  "
             f"observer lag p95 {r.observer_lag_ms:.0f} ms  cores: {_cores(r)}  "
-            + "  ".join(f"{k} p50/p99 {a:.0f}/{b:.0f}" for k, (a, b) in r.stages_ms.items()))
+            + "  ".join(f"{k} p50/p99 {a:.0f}/{b:.0f}" for k, (a, b) in r.stages_ms.items())
+            + f"  blocks passed (% of txs) {_passed(r)}")
+
+
+def _passed(r: RunResult) -> str:
+    return " / ".join(f"{r.blocks_passed_pct[k]:.0f}" for k in ("0", "1", "2", "3+")) if r.blocks_passed_pct else "-"
 
 
 def _stages(r: RunResult) -> str:
@@ -944,7 +973,7 @@ def section(report: dict[str, Any], png: Path) -> str:
         f"| {r.mode} | {r.offered:.0f} | {r.throughput:.0f} | {r.p50_ms:.0f} | {r.p95_ms:.0f} | {r.p99_ms:.0f} | "
         f"{r.max_ms:.0f} | {r.committed} / {r.submitted} | "
         f"{', '.join(f'{k} {v}' for k, v in sorted(r.refused.items())) or '-'} | {r.blocks} x {r.block_txs_mean:.0f} | "
-        f"{r.block_interval_ms:.0f} | {r.observer_lag_ms:.0f} | {_stages(r)} | {_cores(r)} |"
+        f"{r.block_interval_ms:.0f} | {r.observer_lag_ms:.0f} | {_stages(r)} | {_passed(r)} | {_cores(r)} |"
         for r in sorted(runs, key=lambda r: (r.mode != "saturation", r.offered)))
     half_run = min((r for r in runs if r.mode == "load"), key=lambda r: abs(r.offered - half), default=None)
     memory = " | ".join(f"{n} {v:.0f} MiB" for n, v in report["peak_memory_mib"].items())
@@ -1010,9 +1039,13 @@ drain after the last submission counts); CPU cores used is each process's CPU ti
 
 {chr(10).join(targets)}
 
-| run | offered tx/s | committed tx/s | p50 ms | p95 ms | p99 ms | max ms | committed / submitted | refused by mempool | blocks x mean txs | ms between blocks | observer lag p95 ms | p50 / p99 ms from submission: answered, first validator committed | CPU cores used: nodes (v0 v1 v2 v3 obs), this client, other processes |
-| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+| run | offered tx/s | committed tx/s | p50 ms | p95 ms | p99 ms | max ms | committed / submitted | refused by mempool | blocks x mean txs | ms between blocks | observer lag p95 ms | p50 / p99 ms from submission: answered, first validator committed | % of txs by blocks passed before theirs: 0 / 1 / 2 / 3+ | CPU cores used: nodes (v0 v1 v2 v3 obs), this client, other processes |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 {rows}
+
+Blocks passed: how many blocks committed after the validator answered a transaction and before
+the block that holds it. One is the block already under way when it arrived; two or more means it
+missed a proposal it could have been in, because it had not reached that height's proposer yet.
 
 The saturation run keeps at most {report['window']} transactions in flight (submitted, not yet
 committed on validator-0); its latency is the queueing at that depth, not a target.

@@ -80,6 +80,8 @@ class ConsensusDriver:
         empty_block_interval_ms: int = 0,
         wal: ConsensusWal | None = None,
         before_propose: Callable[[], None] | None = None,
+        peers_committed: Callable[[int], bool] | None = None,
+        propose_wait_ms: int = 0,
     ) -> None:
         self.core = core
         self.ledger = ledger
@@ -105,6 +107,10 @@ class ConsensusDriver:
         self.byzantine: Byzantine | None = None  # fault campaigns only; see node/byzantine.py
         self.wal = wal
         self._before_propose = before_propose
+        self._peers_committed = peers_committed
+        self.propose_wait_ms = propose_wait_ms
+        self._held_proposal: tuple[int, int] | None = None  # (height, round) waiting for peers
+        self._held_proposal_timer: asyncio.TimerHandle | None = None
 
     # --- start / stop ----------------------------------------------------------------------------
 
@@ -133,6 +139,8 @@ class ConsensusDriver:
         self._timers.clear()
         if self._next_height_timer is not None:
             self._next_height_timer.cancel()
+        if self._held_proposal_timer is not None:
+            self._held_proposal_timer.cancel()
 
     # --- inputs ------------------------------------------------------------------------------------
 
@@ -247,6 +255,35 @@ class ConsensusDriver:
     def _propose(self, height: int, round_: int) -> None:
         if height != self.ledger.tip.height + 1:
             return  # the ledger is not at the height below; sync will move us
+        if (round_ == 0 and self._peers_committed is not None and self.propose_wait_ms > 0
+                and not self._peers_committed(height - 1)):
+            # Each peer sends what its clients gave it before it says it committed the last block
+            # (on the same ordered link), so once all have said so, this block can carry all of it;
+            # a peer still applying would otherwise see its clients' transactions wait a whole
+            # height. Bounded, and only in round 0: a later round must not wait for a dead peer.
+            self._held_proposal = (height, round_)
+            self._held_proposal_timer = asyncio.get_running_loop().call_later(
+                self.propose_wait_ms / 1000, self._release_proposal)
+            return
+        self._propose_now(height, round_)
+
+    def on_peer_committed(self) -> None:
+        """A peer reported a commit: release a proposal waiting for it, if it was the last one."""
+        if self._held_proposal is not None and self._peers_committed is not None:
+            if self._peers_committed(self._held_proposal[0] - 1):
+                self._release_proposal()
+
+    def _release_proposal(self) -> None:
+        held, self._held_proposal = self._held_proposal, None
+        if self._held_proposal_timer is not None:
+            self._held_proposal_timer.cancel()
+            self._held_proposal_timer = None
+        if held is None or self.stopped or (self.core.height, self.core.round) != held:
+            return
+        if held[0] == self.ledger.tip.height + 1:
+            self._propose_now(*held)
+
+    def _propose_now(self, height: int, round_: int) -> None:
         if self._before_propose is not None:
             self._before_propose()
         txs = self.mempool.reap(txs_max=self.limits.txs_max, bytes_max=self.limits.bytes_max)
@@ -326,6 +363,10 @@ class ConsensusDriver:
 
     def _enter_height(self, height: int) -> None:
         self._own.clear()
+        self._held_proposal = None
+        if self._held_proposal_timer is not None:
+            self._held_proposal_timer.cancel()
+            self._held_proposal_timer = None
         if self.wal is not None:
             self.wal.forget_below(height)
         self._awaiting.clear()

@@ -46,6 +46,9 @@ STATUS_INTERVAL_S: float = 1.0
 GOSSIP_INTERVAL_S: float = 0.02
 #: Most time a proposer spends admitting queued gossip before it reaps its block (see GossipIngest.drain).
 PROPOSE_DRAIN_S: float = 0.025
+#: Most time a round-0 proposer waits for every validator peer to report the last commit, so
+#: that their clients' transactions (gossiped before that report) are in its block.
+PROPOSE_WAIT_MS: int = 40
 #: RPC calls may take this long (tx_wait waits up to a minute).
 RPC_CALL_TIMEOUT_MS: int = 70_000
 
@@ -119,7 +122,8 @@ class Node:
             on_halt=self.halt, request_missing_block=lambda _height: self.sync.kick(),
             limits=BlockLimits(c.block_txs_max, c.block_bytes_max), timeout_commit_ms=c.timeout_commit_ms,
             empty_block_interval_ms=c.empty_block_interval_ms, wal=ConsensusWal(home / "consensus_wal"),
-            before_propose=lambda: self._ingest.drain(PROPOSE_DRAIN_S))
+            before_propose=lambda: self._ingest.drain(PROPOSE_DRAIN_S),
+            peers_committed=self._peers_committed, propose_wait_ms=PROPOSE_WAIT_MS)
 
     # --- start / stop ----------------------------------------------------------------------------------
 
@@ -247,6 +251,9 @@ class Node:
                                         "data": event.data, "tx": receipt.tx_hash, "height": result.height,
                                         "tx_index": index, "event_index": event_index})
                     self.rpc.publish("events", payload, event_matches)
+        # Gossip first: a peer that hears of this commit then holds every transaction our clients
+        # gave us before it (the proposer of the next height waits for that; see the driver).
+        self._send_gossip()
         self._send_status()
         # Last: clients and peers hear of the commit first; rebuilding the pending state can wait.
         self.mempool.update(r.tx_hash for r in result.receipts)
@@ -297,6 +304,8 @@ class Node:
         match message:
             case wire.Status():
                 self.sync.on_status(peer, message)
+                if self.driver is not None:
+                    self.driver.on_peer_committed()
             case wire.Txs(txs):
                 if self.driver is not None and self.halted is None:
                     if not self._ingest.offer(txs):
@@ -329,6 +338,17 @@ class Node:
     async def _gossip_loop(self) -> None:
         while True:
             await asyncio.sleep(GOSSIP_INTERVAL_S)
-            while self._gossip:
-                batch, self._gossip = self._gossip[:wire.TX_BATCH_MAX], self._gossip[wire.TX_BATCH_MAX:]
-                self._broadcast_to_validators(wire.encode(wire.Txs(tuple(batch))))
+            self._send_gossip()
+
+    def _send_gossip(self) -> None:
+        """Queue, in batches, what this node's clients gave it since the last time, to every
+        validator peer (every GOSSIP_INTERVAL_S, and before each commit's status)."""
+        while self._gossip:
+            batch, self._gossip = self._gossip[:wire.TX_BATCH_MAX], self._gossip[wire.TX_BATCH_MAX:]
+            self._broadcast_to_validators(wire.encode(wire.Txs(tuple(batch))))
+
+    def _peers_committed(self, height: int) -> bool:
+        """Every connected validator peer has reported a commit at `height` or above."""
+        heights = self.sync.peer_heights
+        return all(heights.get(peer, 0) >= height
+                   for peer in self.peers.connected_peers() if peer not in self.observer_keys)
