@@ -104,7 +104,7 @@ def build_registry(node: Node) -> MethodRegistry:
             node.unwatch_tx(digest, committed)
 
     registry.add(RpcMethod("tx_submit", "Submit a signed transaction (hex of its canonical bytes).",
-                           (Param("tx", {"type": "string", "pattern": "^([0-9a-f]{2})+$", "maxLength": 40_000},
+                           (Param("tx", {"type": "string", "pattern": "^(?:[0-9a-f]{2})+$", "maxLength": 40_000},
                                   description="signed transaction bytes, hex"),),
                            {"type": "object"}, tx_submit, write=True,
                            errors=(ErrorCode.TX_REJECTED, ErrorCode.MEMPOOL_REFUSED)))

@@ -10,6 +10,7 @@ anything else is refused when the method is registered, so no constraint is sile
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -235,7 +236,7 @@ def validate(value: Any, schema: Mapping[str, Any], path: str) -> None:
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             raise InvalidParams(path, f"must be at most {schema['maxLength']} characters, got {len(value)}")
         # JSON Schema patterns are unanchored (search); declare ^...$ to match the whole string.
-        if "pattern" in schema and not re.search(schema["pattern"], value):
+        if "pattern" in schema and not _ecma_pattern(schema["pattern"]).search(value):
             raise InvalidParams(path, f"must match {schema['pattern']}, got {_show(value)}")
     if isinstance(value, list):
         if "items" in schema:
@@ -418,6 +419,15 @@ def _check_handler_signature(method: RpcMethod) -> None:
             continue
         if argument.default is inspect.Parameter.empty and name not in declared_required:
             raise TypeError(f"{method.name}: handler argument {name!r} has no default but is not a required param")
+
+
+@functools.lru_cache(maxsize=256)
+def _ecma_pattern(pattern: str) -> re.Pattern[str]:
+    """`pattern` compiled with JSON Schema's (ECMA-262's) meaning of a final `$`: the end of the
+    string. Python's `$` also matches before a final newline, which let "ab\n" pass `^...$`."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
 
 
 def _has_type(value: Any, name: str) -> bool:

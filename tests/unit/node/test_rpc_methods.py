@@ -400,3 +400,14 @@ async def test_batch_runs_in_order_and_answers_all_but_notifications() -> None:
     assert order == [0, 1, 2, 3, 4]
     assert [reply.get("result") for reply in replies[:4]] == [0, 1, 3, 4]
     assert [reply["error"]["code"] for reply in replies[4:]] == [ErrorCode.INVALID_REQUEST] * 2
+
+
+@pytest.mark.parametrize("tx", ["", "a", "abc", "0G", "AB", "ab cd", "ab\n"])
+def test_tx_submit_takes_only_whole_bytes_of_lowercase_hex(tx: str) -> None:
+    from node.rpc_api import build_registry
+
+    method = build_registry(object()).get("tx_submit")  # registering never touches the node
+    assert method is not None
+    bind_params(method, {"tx": "00ff" * 3})
+    with pytest.raises(InvalidParams, match="must match"):
+        bind_params(method, {"tx": tx})
