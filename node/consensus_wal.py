@@ -4,7 +4,10 @@ heights it has not decided yet, so that a restart can feed them back to the core
 The core is safe without it (its lock and last signature are in the double-sign guard), but not
 always live: after a restart it would forget votes that only it holds (docs/CONSENSUS.md, "What
 the node's gossip must do", item 4). One append-only file per height, each record a 4-byte length
-and the encoded message; files of decided heights are deleted. Records are flushed to the OS on
+and the encoded message; files of decided heights are deleted. Beside them, each proposed block
+this node judged valid, one file per block: a node precommits only a block it judged, so after
+a restart the block of every decision it replays is here, even if every validator stopped
+between deciding it and storing it (otherwise nobody would hold the block). Records are flushed to the OS on
 every append (they survive the process being killed) but not fsynced: losing them to a power cut
 costs liveness at worst, never safety, and an fsync per vote would halve the vote rate.
 """
@@ -18,6 +21,8 @@ _LENGTH = struct.Struct(">I")
 #: Most records kept per height: a flood of valid-looking votes cannot fill the disk.
 RECORDS_PER_HEIGHT_MAX: int = 50_000
 MESSAGE_BYTES_MAX: int = 4096
+#: Most blocks kept per height (a new round may bring a new proposal).
+BLOCKS_PER_HEIGHT_MAX: int = 16
 
 
 class ConsensusWal:
@@ -56,14 +61,26 @@ class ConsensusWal:
             offset += _LENGTH.size + length
         return out
 
+    def append_block(self, height: int, block_id: bytes, block: bytes) -> None:
+        """Keep a proposed block of `height` (its encoded bytes) until the height is decided."""
+        path = self.directory / f"{height:020d}.{block_id.hex()}.block"
+        if path.exists() or len(list(self.directory.glob(f"{height:020d}.*.block"))) >= BLOCKS_PER_HEIGHT_MAX:
+            return
+        with open(path, "wb") as handle:  # flushed to the OS on close: survives a killed process
+            handle.write(block)
+
+    def read_blocks(self, height: int) -> list[bytes]:
+        """The blocks kept for `height`; the caller decodes them (a torn one fails to decode)."""
+        return [path.read_bytes() for path in sorted(self.directory.glob(f"{height:020d}.*.block"))]
+
     def forget_below(self, height: int) -> None:
-        """Drop the logs of every height below `height` (decided: the store has them)."""
+        """Drop the logs and blocks of every height below `height` (decided: the store has them)."""
         for h in [h for h in self._files if h < height]:
             self._files.pop(h).close()  # type: ignore[attr-defined]
             self._counts.pop(h, None)
-        for path in self.directory.glob("*.wal"):
+        for path in [*self.directory.glob("*.wal"), *self.directory.glob("*.block")]:
             try:
-                if int(path.stem) < height:
+                if int(path.name.split(".", 1)[0]) < height:
                     path.unlink()
             except ValueError:
                 continue

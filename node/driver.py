@@ -10,6 +10,7 @@ core never sees two inputs at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -109,6 +110,7 @@ class ConsensusDriver:
         self._before_propose = before_propose
         self._peers_committed = peers_committed
         self.propose_wait_ms = propose_wait_ms
+        self._kept: dict[bytes, int] = {}  # block id -> height, for the blocks this node put in the WAL
         self._held_proposal: tuple[int, int] | None = None  # (height, round) waiting for peers
         self._held_proposal_timer: asyncio.TimerHandle | None = None
 
@@ -124,6 +126,9 @@ class ConsensusDriver:
             return
         self.wal.forget_below(self.core.height)
         for height in (self.core.height, self.core.height + 1, self.core.height + 2):
+            for raw in self.wal.read_blocks(height):
+                with contextlib.suppress(InvalidBlock):  # torn by the crash: a peer still has it
+                    self._remember(Block.decode(raw))
             for data in self.wal.read(height):
                 if self.stopped:
                     return
@@ -289,6 +294,7 @@ class ConsensusDriver:
         txs = self.mempool.reap(txs_max=self.limits.txs_max, bytes_max=self.limits.bytes_max)
         block = self.ledger.build_block(txs, time_ms=now_ms(), proposer=self.proposer_key)
         self._remember(block)
+        self._keep_in_wal(block)
         self._run(self.core.propose(height, round_, block.hash))
 
     def _validate(self, height: int, block_id: bytes) -> None:
@@ -318,7 +324,15 @@ class ConsensusDriver:
             log.warning("proposed block %s at height %d is invalid: %s", block.hash.hex()[:12], block.height, exc)
             return False
         self.mempool.note_proposed(txs)
+        self._keep_in_wal(block)
         return True
+
+    def _keep_in_wal(self, block: Block) -> None:
+        """Before this node signs anything for `block` (its proposal, or a vote after judging it),
+        so a decision replayed after a restart finds the block (see node/consensus_wal.py)."""
+        if self.wal is not None and block.hash not in self._kept:
+            self._kept[block.hash] = block.height
+            self.wal.append_block(block.height, block.hash, block.encode())
 
     def _decide(self, height: int, block_id: bytes, certificate: CommitCertificate) -> None:
         # Apply on the next turn of the loop: the precommit that completed this decision may be
@@ -372,6 +386,7 @@ class ConsensusDriver:
         self._awaiting.clear()
         for block_id in [k for k, b in self._blocks.items() if b.height < height]:
             del self._blocks[block_id]
+        self._kept = {block_id: h for block_id, h in self._kept.items() if h >= height}
         self._run(self.core.start_height(height, self.validators))
 
     def _remember(self, block: Block) -> None:

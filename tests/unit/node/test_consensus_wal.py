@@ -42,3 +42,24 @@ def test_bounded_per_height(tmp_path, monkeypatch):
         wal.append(1, vote(1, round_))
     assert len(wal.read(1)) == 3
     assert RECORDS_PER_HEIGHT_MAX > 3
+
+
+def test_blocks_are_kept_per_height_until_the_height_is_decided(tmp_path):
+    wal = ConsensusWal(tmp_path / "wal")
+    wal.append_block(7, b"\x01" * 32, b"block one" * 1000)  # far over a message's 4 KiB
+    wal.append_block(7, b"\x02" * 32, b"block two")
+    wal.append_block(7, b"\x01" * 32, b"block one again")  # the same block id: kept once
+    wal.append_block(8, b"\x03" * 32, b"next")
+    wal.close()
+    again = ConsensusWal(tmp_path / "wal")  # a restart
+    assert sorted(again.read_blocks(7)) == sorted([b"block one" * 1000, b"block two"])
+    again.forget_below(8)
+    assert again.read_blocks(7) == [] and again.read_blocks(8) == [b"next"]
+
+
+def test_blocks_per_height_are_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr("node.consensus_wal.BLOCKS_PER_HEIGHT_MAX", 2)
+    wal = ConsensusWal(tmp_path / "wal")
+    for n in range(5):
+        wal.append_block(1, bytes([n]) * 32, b"b")
+    assert len(wal.read_blocks(1)) == 2
