@@ -4,12 +4,15 @@ heights it has not decided yet, so that a restart can feed them back to the core
 The core is safe without it (its lock and last signature are in the double-sign guard), but not
 always live: after a restart it would forget votes that only it holds (docs/CONSENSUS.md, "What
 the node's gossip must do", item 4). One append-only file per height, each record a 4-byte length
-and the encoded message; files of decided heights are deleted. Beside them, each proposed block
-this node judged valid, one file per block: a node precommits only a block it judged, so after
-a restart the block of every decision it replays is here, even if every validator stopped
-between deciding it and storing it (otherwise nobody would hold the block). Records are flushed to the OS on
-every append (they survive the process being killed) but not fsynced: losing them to a power cut
-costs liveness at worst, never safety, and an fsync per vote would halve the vote rate.
+and the encoded message; files of decided heights are deleted.
+
+Beside them, one file per block this node proposed or judged valid. A node signs for a block only
+after that, so after a restart the block of every decision it replays is here, even if every
+validator stopped between deciding it and storing it, when no peer could serve it.
+
+Records and blocks are flushed to the OS when written (they survive the process being killed) but
+not fsynced: losing them to a power cut costs liveness at worst, never safety, and an fsync per
+vote would halve the vote rate.
 """
 
 from __future__ import annotations
