@@ -34,6 +34,7 @@ class ConsensusWal:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._files: dict[int, object] = {}
         self._counts: dict[int, int] = {}
+        self._block_counts: dict[int, int] = {}
 
     def _path(self, height: int) -> Path:
         return self.directory / f"{height:020d}.wal"
@@ -65,12 +66,13 @@ class ConsensusWal:
         return out
 
     def append_block(self, height: int, block_id: bytes, block: bytes) -> None:
-        """Keep a proposed block of `height` (its encoded bytes) until the height is decided."""
-        path = self.directory / f"{height:020d}.{block_id.hex()}.block"
-        if path.exists() or len(list(self.directory.glob(f"{height:020d}.*.block"))) >= BLOCKS_PER_HEIGHT_MAX:
+        """Keep a proposed block of `height` (its encoded bytes) until the height is decided. The
+        caller writes each block once; writing one again only rewrites the same bytes."""
+        if self._block_counts.get(height, 0) >= BLOCKS_PER_HEIGHT_MAX:
             return
-        with open(path, "wb") as handle:  # flushed to the OS on close: survives a killed process
-            handle.write(block)
+        self._block_counts[height] = self._block_counts.get(height, 0) + 1
+        with open(self.directory / f"{height:020d}.{block_id.hex()}.block", "wb") as handle:
+            handle.write(block)  # flushed to the OS on close: survives a killed process
 
     def read_blocks(self, height: int) -> list[bytes]:
         """The blocks kept for `height`; the caller decodes them (a torn one fails to decode)."""
@@ -81,6 +83,7 @@ class ConsensusWal:
         for h in [h for h in self._files if h < height]:
             self._files.pop(h).close()  # type: ignore[attr-defined]
             self._counts.pop(h, None)
+        self._block_counts = {h: n for h, n in self._block_counts.items() if h >= height}
         for path in [*self.directory.glob("*.wal"), *self.directory.glob("*.block")]:
             try:
                 if int(path.name.split(".", 1)[0]) < height:
