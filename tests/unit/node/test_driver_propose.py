@@ -8,7 +8,6 @@ import asyncio
 import pytest
 
 from consensus.validators import Validator, ValidatorSet
-from ledger.testing import LedgerHarness
 from node.driver import BlockLimits, ConsensusDriver
 from node.evidence_pool import EvidencePool
 from node.mempool import Mempool
@@ -26,17 +25,6 @@ class _Core:
         self.proposed.append(block_id)
         return []
 
-
-@pytest.fixture
-def chain(tmp_path):
-    harness = LedgerHarness(str(tmp_path / "store"))
-    harness.standard_setup()
-    harness.investor("alice")
-    harness.investor("bob")
-    harness.token("ACME", rules={"required_claims": ["kyc"]})
-    assert harness.run(harness.signer("agent").issue("ACME", harness.address("alice"), 100)).ok
-    yield harness
-    harness.close()
 
 
 def make_driver(chain, tmp_path, core, mempool, **hooks) -> ConsensusDriver:

@@ -5,20 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ledger.client import Signer
-from ledger.testing import FAR_FUTURE_S, LedgerHarness, key_for
+from ledger.testing import FAR_FUTURE_S, key_for
 from node.mempool import Mempool, MempoolRefusal
-
-
-@pytest.fixture
-def chain(tmp_path):
-    harness = LedgerHarness(str(tmp_path / "store"))
-    harness.standard_setup()
-    harness.investor("alice")
-    harness.investor("bob")
-    harness.token("ACME", rules={"required_claims": ["kyc"]})
-    assert harness.run(harness.signer("agent").issue("ACME", harness.address("alice"), 100)).ok
-    yield harness
-    harness.close()
 
 
 def refusal(mempool: Mempool, raw: bytes, **kwargs) -> MempoolRefusal:
