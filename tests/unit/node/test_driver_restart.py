@@ -65,3 +65,32 @@ async def test_a_decided_block_not_yet_applied_survives_a_restart(tmp_path):
     assert committed == [start_height + 1] and chain.ledger.tip.height == start_height + 1
     assert missing == []  # not fetched from a peer: none might have it
     chain.close()
+
+
+@pytest.mark.asyncio
+async def test_a_block_torn_by_the_crash_is_skipped_and_fetched_from_a_peer(tmp_path):
+    chain = LedgerHarness(str(tmp_path / "store"))
+    start_height = chain.ledger.tip.height
+    missing: list[int] = []
+    committed: list[int] = []
+    first = start_driver(chain, tmp_path, missing=missing, committed=committed)
+    decided: list[int] = []
+    first._commit_decided = lambda height, block_id, certificate: decided.append(height)
+    first.start()
+    for _ in range(100):
+        if decided:
+            break
+        await asyncio.sleep(0.01)
+    first.stop()
+    [kept] = (tmp_path / "wal").glob("*.block")
+    kept.write_bytes(kept.read_bytes()[: len(kept.read_bytes()) // 2])  # the write was cut short
+
+    second = start_driver(chain, tmp_path, missing=missing, committed=committed)
+    second.start()  # must not fail on the torn file
+    for _ in range(100):
+        if missing:
+            break
+        await asyncio.sleep(0.01)
+    second.stop()
+    assert missing == [start_height + 1] and committed == []  # asked the peers, as before the WAL kept blocks
+    chain.close()
