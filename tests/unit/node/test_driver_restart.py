@@ -48,7 +48,7 @@ async def test_a_decided_block_not_yet_applied_survives_a_restart(tmp_path):
     decided: list[int] = []
     first._commit_decided = lambda height, block_id, certificate: decided.append(height)  # stops here
     first.start()
-    for _ in range(100):
+    for _ in range(500):  # up to 5 s on a slow machine; done in milliseconds here
         if decided:
             break
         await asyncio.sleep(0.01)
@@ -57,7 +57,7 @@ async def test_a_decided_block_not_yet_applied_survives_a_restart(tmp_path):
 
     second = start_driver(chain, tmp_path, missing=missing, committed=committed)  # the restart
     second.start()  # replays the WAL: the decision comes back, and with it the block
-    for _ in range(100):
+    for _ in range(500):  # up to 5 s on a slow machine; done in milliseconds here
         if committed:
             break
         await asyncio.sleep(0.01)
@@ -77,7 +77,7 @@ async def test_a_block_torn_by_the_crash_is_skipped_and_fetched_from_a_peer(tmp_
     decided: list[int] = []
     first._commit_decided = lambda height, block_id, certificate: decided.append(height)
     first.start()
-    for _ in range(100):
+    for _ in range(500):  # up to 5 s on a slow machine; done in milliseconds here
         if decided:
             break
         await asyncio.sleep(0.01)
@@ -87,7 +87,7 @@ async def test_a_block_torn_by_the_crash_is_skipped_and_fetched_from_a_peer(tmp_
 
     second = start_driver(chain, tmp_path, missing=missing, committed=committed)
     second.start()  # must not fail on the torn file
-    for _ in range(100):
+    for _ in range(500):  # up to 5 s on a slow machine; done in milliseconds here
         if missing:
             break
         await asyncio.sleep(0.01)
