@@ -694,18 +694,18 @@ class Bench:
                 result.block_interval_ms = 1000 * (max(times) - min(times)) / (len(times) - 1)
         await self.resync_nonces()
 
-
     def _blocks_passed(self, heights: list[int], height_of: dict[str, int],
                        answered_at: dict[str, float]) -> dict[str, float]:
         firsts = [(h, t) for h in heights if (t := self.watcher.first_commit_time(h)) is not None]
+        committed = [h for h, _ in firsts]
         times = [t for _, t in firsts]  # a height commits after the one below it: ascending
         counts: Counter[str] = Counter()
         for tx, height in height_of.items():
             at = answered_at.get(tx)
             if at is None:
                 continue
-            index = bisect.bisect_right(times, at)  # the first height committed after the answer
-            passed = sum(1 for h, _ in firsts[index:] if h < height)
+            after = bisect.bisect_right(times, at)  # the first height committed after the answer
+            passed = bisect.bisect_left(committed, height, lo=after) - after
             counts["3+" if passed >= 3 else str(passed)] += 1
         total = sum(counts.values())
         return {k: round(100 * counts[k] / total, 1) for k in ("0", "1", "2", "3+")} if total else {}
