@@ -26,7 +26,6 @@ class _Core:
         return []
 
 
-
 def make_driver(chain, tmp_path, core, mempool, **hooks) -> ConsensusDriver:
     proposer = chain.address("alice")
     return ConsensusDriver(
