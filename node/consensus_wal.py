@@ -34,7 +34,7 @@ class ConsensusWal:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._files: dict[int, object] = {}
         self._counts: dict[int, int] = {}
-        self._block_counts: dict[int, int] = {}
+        self._block_ids: dict[int, set[bytes]] = {}  # height -> ids of the blocks written this run
 
     def _path(self, height: int) -> Path:
         return self.directory / f"{height:020d}.wal"
@@ -65,12 +65,16 @@ class ConsensusWal:
             offset += _LENGTH.size + length
         return out
 
+    def has_block(self, height: int, block_id: bytes) -> bool:
+        """Whether this run already kept `block_id` (so a caller need not encode it again)."""
+        return block_id in self._block_ids.get(height, ())
+
     def append_block(self, height: int, block_id: bytes, block: bytes) -> None:
-        """Keep a proposed block of `height` (its encoded bytes) until the height is decided. The
-        caller writes each block once; writing one again only rewrites the same bytes."""
-        if self._block_counts.get(height, 0) >= BLOCKS_PER_HEIGHT_MAX:
+        """Keep a proposed block of `height` (its encoded bytes) until the height is decided."""
+        ids = self._block_ids.setdefault(height, set())
+        if block_id in ids or len(ids) >= BLOCKS_PER_HEIGHT_MAX:
             return
-        self._block_counts[height] = self._block_counts.get(height, 0) + 1
+        ids.add(block_id)
         with open(self.directory / f"{height:020d}.{block_id.hex()}.block", "wb") as handle:
             handle.write(block)  # flushed to the OS on close: survives a killed process
 
@@ -83,7 +87,7 @@ class ConsensusWal:
         for h in [h for h in self._files if h < height]:
             self._files.pop(h).close()  # type: ignore[attr-defined]
             self._counts.pop(h, None)
-        self._block_counts = {h: n for h, n in self._block_counts.items() if h >= height}
+        self._block_ids = {h: ids for h, ids in self._block_ids.items() if h >= height}
         for path in [*self.directory.glob("*.wal"), *self.directory.glob("*.block")]:
             try:
                 if int(path.name.split(".", 1)[0]) < height:

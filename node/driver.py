@@ -110,7 +110,6 @@ class ConsensusDriver:
         self._before_propose = before_propose
         self._peers_committed = peers_committed
         self.propose_wait_ms = propose_wait_ms
-        self._kept: dict[bytes, int] = {}  # block id -> height, for the blocks this node put in the WAL
         self._held_proposal: tuple[int, int] | None = None  # (height, round) waiting for peers
         self._held_proposal_timer: asyncio.TimerHandle | None = None
 
@@ -330,8 +329,7 @@ class ConsensusDriver:
     def _keep_in_wal(self, block: Block) -> None:
         """Before this node signs anything for `block` (its proposal, or a vote after judging it),
         so a decision replayed after a restart finds the block (see node/consensus_wal.py)."""
-        if self.wal is not None and block.hash not in self._kept:
-            self._kept[block.hash] = block.height
+        if self.wal is not None and not self.wal.has_block(block.height, block.hash):
             self.wal.append_block(block.height, block.hash, block.encode())
 
     def _decide(self, height: int, block_id: bytes, certificate: CommitCertificate) -> None:
@@ -386,7 +384,6 @@ class ConsensusDriver:
         self._awaiting.clear()
         for block_id in [k for k, b in self._blocks.items() if b.height < height]:
             del self._blocks[block_id]
-        self._kept = {block_id: h for block_id, h in self._kept.items() if h >= height}
         self._run(self.core.start_height(height, self.validators))
 
     def _remember(self, block: Block) -> None:

@@ -52,11 +52,7 @@ class GossipIngest:
             if not held:  # a proposer's drain may have left part of a batch here
                 held.extend(await self._queue.get())
             while held:
-                deadline = time.perf_counter() + self._slice_s
-                while held and time.perf_counter() < deadline:
-                    for _ in range(min(10, len(held))):
-                        self._admit(held.popleft())
-                    self._take_queued()
+                self._admit_until(time.perf_counter() + self._slice_s)
                 self._after_slice()
                 await asyncio.sleep(0)
                 self._take_queued()
@@ -66,9 +62,13 @@ class GossipIngest:
         admitted. A proposer calls this before it reaps: gossip that piled up while it applied the
         last block (its loop was busy, so the ingest could not run) goes into its block instead of
         waiting a whole height for the next one."""
-        held, admitted = self._held, 0
-        deadline = time.perf_counter() + budget_s
         self._take_queued()
+        return self._admit_until(time.perf_counter() + budget_s)
+
+    def _admit_until(self, deadline: float) -> int:
+        """Admit held and queued transactions, ten between looks at the clock, until none are left
+        or `deadline` (perf_counter) passes; returns how many were admitted."""
+        held, admitted = self._held, 0
         while held and time.perf_counter() < deadline:
             for _ in range(min(10, len(held))):
                 self._admit(held.popleft())

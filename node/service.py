@@ -343,9 +343,9 @@ class Node:
     def _send_gossip(self) -> None:
         """Queue, in batches, what this node's clients gave it since the last time, to every
         validator peer (every GOSSIP_INTERVAL_S, and before each commit's status)."""
-        while self._gossip:
-            batch, self._gossip = self._gossip[:wire.TX_BATCH_MAX], self._gossip[wire.TX_BATCH_MAX:]
-            self._broadcast_to_validators(wire.encode(wire.Txs(tuple(batch))))
+        pending, self._gossip = self._gossip, []
+        for start in range(0, len(pending), wire.TX_BATCH_MAX):
+            self._broadcast_to_validators(wire.encode(wire.Txs(tuple(pending[start:start + wire.TX_BATCH_MAX]))))
 
     def _peers_committed(self, height: int) -> bool:
         """Every connected validator peer has reported a commit at `height` or above."""

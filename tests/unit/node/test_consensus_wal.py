@@ -48,6 +48,8 @@ def test_blocks_are_kept_per_height_until_the_height_is_decided(tmp_path):
     wal = ConsensusWal(tmp_path / "wal")
     wal.append_block(7, b"\x01" * 32, b"block one" * 1000)  # far over a message's 4 KiB
     wal.append_block(7, b"\x02" * 32, b"block two")
+    wal.append_block(7, b"\x01" * 32, b"block one again")  # the same block id: kept once
+    assert wal.has_block(7, b"\x01" * 32) and not wal.has_block(7, b"\x03" * 32)
     wal.append_block(8, b"\x03" * 32, b"next")
     wal.close()
     again = ConsensusWal(tmp_path / "wal")  # a restart

@@ -74,30 +74,32 @@ async def test_a_round_0_proposer_waits_for_its_peers_commits_then_proposes_with
     driver.stop()
 
 
-@pytest.mark.asyncio
-async def test_the_wait_is_bounded_and_later_rounds_do_not_wait(chain, tmp_path):
+def held_round_0_proposal(chain, tmp_path) -> tuple[ConsensusDriver, _Core]:
+    """A proposer whose peer never reports (dead or cut off), with its round-0 proposal held."""
     height = chain.ledger.tip.height + 1
     core = _Core(height)
     driver = make_driver(chain, tmp_path, core, Mempool(chain.ledger), propose_wait_ms=20,
-                         peers_committed=lambda h: False)  # a peer that never reports: dead or cut off
+                         peers_committed=lambda h: False)
     driver._propose(height, 0)
+    return driver, core
+
+
+@pytest.mark.asyncio
+async def test_the_wait_is_bounded_and_later_rounds_do_not_wait(chain, tmp_path):
+    driver, core = held_round_0_proposal(chain, tmp_path)
     assert core.proposed == []
     await asyncio.sleep(0.2)
     assert len(core.proposed) == 1  # proposed once the wait ran out
 
     core.round = 1
-    driver._propose(height, 1)
+    driver._propose(core.height, 1)
     assert len(core.proposed) == 2  # at once
     driver.stop()
 
 
 @pytest.mark.asyncio
 async def test_a_held_proposal_is_dropped_when_the_round_moves_on(chain, tmp_path):
-    height = chain.ledger.tip.height + 1
-    core = _Core(height)
-    driver = make_driver(chain, tmp_path, core, Mempool(chain.ledger), propose_wait_ms=20,
-                         peers_committed=lambda h: False)
-    driver._propose(height, 0)
+    driver, core = held_round_0_proposal(chain, tmp_path)
     core.round = 1  # the core timed out on round 0 meanwhile
     await asyncio.sleep(0.2)
     assert core.proposed == []  # a round-0 proposal must not go out in round 1

@@ -4,6 +4,7 @@ the node's own consensus WAL: if every validator stopped in that window, no peer
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 from nacl.signing import SigningKey
@@ -37,30 +38,35 @@ def start_driver(chain: LedgerHarness, home, *, missing: list[int], committed: l
     return driver
 
 
+async def until(done: Callable[[], object]) -> None:
+    for _ in range(500):  # up to 5 s on a slow machine; done in milliseconds here
+        if done():
+            return
+        await asyncio.sleep(0.01)
+
+
+async def decide_then_stop(chain: LedgerHarness, home, *, missing: list[int], committed: list[int]) -> None:
+    """Run a driver until it decides the next block, and stop it before it stores the block."""
+    first = start_driver(chain, home, missing=missing, committed=committed)
+    decided: list[int] = []
+    first._commit_decided = lambda height, block_id, certificate: decided.append(height)  # stops here
+    first.start()
+    await until(lambda: decided)
+    first.stop()
+    assert decided == [chain.ledger.tip.height + 1]  # decided, not stored
+
+
 @pytest.mark.asyncio
 async def test_a_decided_block_not_yet_applied_survives_a_restart(tmp_path):
     chain = LedgerHarness(str(tmp_path / "store"))
     start_height = chain.ledger.tip.height
     missing: list[int] = []
     committed: list[int] = []
-
-    first = start_driver(chain, tmp_path, missing=missing, committed=committed)
-    decided: list[int] = []
-    first._commit_decided = lambda height, block_id, certificate: decided.append(height)  # stops here
-    first.start()
-    for _ in range(500):  # up to 5 s on a slow machine; done in milliseconds here
-        if decided:
-            break
-        await asyncio.sleep(0.01)
-    first.stop()
-    assert decided == [start_height + 1] and chain.ledger.tip.height == start_height  # decided, not stored
+    await decide_then_stop(chain, tmp_path, missing=missing, committed=committed)
 
     second = start_driver(chain, tmp_path, missing=missing, committed=committed)  # the restart
     second.start()  # replays the WAL: the decision comes back, and with it the block
-    for _ in range(500):  # up to 5 s on a slow machine; done in milliseconds here
-        if committed:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: committed)
     second.stop()
     assert committed == [start_height + 1] and chain.ledger.tip.height == start_height + 1
     assert missing == []  # not fetched from a peer: none might have it
@@ -73,24 +79,13 @@ async def test_a_block_torn_by_the_crash_is_skipped_and_fetched_from_a_peer(tmp_
     start_height = chain.ledger.tip.height
     missing: list[int] = []
     committed: list[int] = []
-    first = start_driver(chain, tmp_path, missing=missing, committed=committed)
-    decided: list[int] = []
-    first._commit_decided = lambda height, block_id, certificate: decided.append(height)
-    first.start()
-    for _ in range(500):  # up to 5 s on a slow machine; done in milliseconds here
-        if decided:
-            break
-        await asyncio.sleep(0.01)
-    first.stop()
+    await decide_then_stop(chain, tmp_path, missing=missing, committed=committed)
     [kept] = (tmp_path / "wal").glob("*.block")
     kept.write_bytes(kept.read_bytes()[: len(kept.read_bytes()) // 2])  # the write was cut short
 
     second = start_driver(chain, tmp_path, missing=missing, committed=committed)
     second.start()  # must not fail on the torn file
-    for _ in range(500):  # up to 5 s on a slow machine; done in milliseconds here
-        if missing:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: missing)
     second.stop()
     assert missing == [start_height + 1] and committed == []  # asked the peers, as before the WAL kept blocks
     chain.close()
