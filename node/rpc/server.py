@@ -236,6 +236,9 @@ class RpcServer:
             max_msg_size=self.request_bytes_max * WS_MESSAGE_BYTES_HARD_FACTOR,
             heartbeat=WS_HEARTBEAT_MS / 1000,
             timeout=CLOSE_TIMEOUT_MS / 1000,
+            # No permessage-deflate: a validator's CPU orders blocks; compressing every answer
+            # (and inflating every request) cost it more than the bytes saved on a LAN link.
+            compress=False,
         )
         await socket.prepare(request)
         connection = _Connection(self, socket, request.remote or "unknown")

@@ -295,6 +295,13 @@ async def test_websocket_speaks_the_same_json_rpc(server: RpcServer, http: aioht
         assert (await ws_call(socket, request("token_balance", ["a"], 4)))["id"] == 4
 
 
+async def test_websocket_declines_compression_a_client_offers(server: RpcServer, http: aiohttp.ClientSession) -> None:
+    # aiohttp's client offers permessage-deflate by default; the node keeps its CPU for consensus.
+    async with http.ws_connect(server.ws_url, compress=15) as socket:
+        assert socket.compress == 0
+        assert (await ws_call(socket, request("token_balance", ["abc"], 1)))["result"] == 300
+
+
 async def test_subscribe_receive_filtered_unsubscribe(server: RpcServer, http: aiohttp.ClientSession) -> None:
     async with http.ws_connect(server.ws_url) as socket:
         subscribed = await ws_call(socket, request("subscribe", {"topic": "blocks", "filter": {"height_min": 3}}))
