@@ -166,10 +166,10 @@ class Ledger:
             self._check_header(block, certified=True)
             txs = self._decode_txs(block, known or {}, check_signatures=True)
         with self.store.write() as txn:
-            result = self._execute(txn, block, txs, certified=True)
+            result, tip = self._execute(txn, block, txs, certified=True)
             txn.put(height_key(block.height), block.encode(), db=self.store.dbs["blocks"])
             txn.put(height_key(block.height), certificate, db=self.store.dbs["certs"])
-        self.tip = self._load_tip()
+        self.tip = tip  # what the transaction wrote, now committed: no need to read it back
         self._validated.pop(block.hash, None)
         return result
 
@@ -212,7 +212,7 @@ class Ledger:
         return txs
 
     def _execute(self, txn: lmdb.Transaction, block: Block, txs: list[Transaction], *,
-                 certified: bool) -> BlockResult:
+                 certified: bool) -> tuple[BlockResult, ChainTip]:
         self._check_header(block, certified=certified)
         height, time_s = block.height, block.header.time_ms // 1000
         state = self.store.state_over(txn)
@@ -226,8 +226,9 @@ class Ledger:
         accumulator = self.store.flush_state(txn, state, height, self.tip.accumulator)
         results_hash = self._write_results(txn, height, receipts)
         root = state_root(height, accumulator, results_hash)
-        self._write_tip(txn, ChainTip(height, block.hash, block.header.time_ms, root, accumulator))
-        return BlockResult(height, block.hash, root, tuple(receipts))
+        tip = ChainTip(height, block.hash, block.header.time_ms, root, accumulator)
+        self._write_tip(txn, tip)
+        return BlockResult(height, block.hash, root, tuple(receipts)), tip
 
     def _write_results(self, txn: lmdb.Transaction, height: int, receipts: list[Receipt]) -> bytes:
         dbs = self.store.dbs
@@ -270,10 +271,9 @@ class Ledger:
                 block = Block.decode(raw)
                 # our own log: its signatures were checked when it was first applied
                 txs = self._decode_txs(block, {}, check_signatures=False)
-                result = self._execute(txn, block, txs, certified=True)
+                result, self.tip = self._execute(txn, block, txs, certified=True)
                 if old_roots.get(key) != result.state_root:
                     raise StateRootMismatch(f"rebuild gives another state root at height {block.height}")
-                self.tip = self._tip_in(txn)
         self.tip = self._load_tip()
         return self.tip.height
 

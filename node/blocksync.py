@@ -70,10 +70,13 @@ class BlockSync:
         self.peer_heights[peer] = status.height
         tip = self.ledger.tip
         if status.height <= tip.height and status.height >= 1:
-            try:
-                ours = queries.state_root_at(self.ledger, status.height)
-            except NotFound:
-                ours = None
+            if status.height == tip.height:
+                ours = tip.state_root  # the usual case, after each commit: no store read
+            else:
+                try:
+                    ours = queries.state_root_at(self.ledger, status.height)
+                except NotFound:
+                    ours = None
             if ours is not None and ours != status.state_root:
                 log.error("peer %s reports state root %s at height %d, ours is %s",
                           peer.hex()[:12], status.state_root.hex(), status.height, ours.hex())

@@ -35,6 +35,14 @@ class ConsensusWal:
         self._files: dict[int, object] = {}
         self._counts: dict[int, int] = {}
         self._block_ids: dict[int, set[bytes]] = {}  # height -> ids of the blocks written this run
+        # Every file here by height, so forgetting a height needs no directory listing (the
+        # directory is listed once, for what an earlier run left).
+        self._paths: dict[int, set[Path]] = {}
+        for path in [*self.directory.glob("*.wal"), *self.directory.glob("*.block")]:
+            try:
+                self._paths.setdefault(int(path.name.split(".", 1)[0]), set()).add(path)
+            except ValueError:
+                continue
 
     def _path(self, height: int) -> Path:
         return self.directory / f"{height:020d}.wal"
@@ -44,7 +52,9 @@ class ConsensusWal:
             return
         handle = self._files.get(height)
         if handle is None:
-            handle = self._files[height] = open(self._path(height), "ab")  # noqa: SIM115
+            path = self._path(height)
+            handle = self._files[height] = open(path, "ab")  # noqa: SIM115
+            self._paths.setdefault(height, set()).add(path)
         handle.write(_LENGTH.pack(len(message)) + message)  # type: ignore[attr-defined]
         handle.flush()  # type: ignore[attr-defined]
         self._counts[height] = self._counts.get(height, 0) + 1
@@ -75,7 +85,9 @@ class ConsensusWal:
         if block_id in ids or len(ids) >= BLOCKS_PER_HEIGHT_MAX:
             return
         ids.add(block_id)
-        with open(self.directory / f"{height:020d}.{block_id.hex()}.block", "wb") as handle:
+        path = self.directory / f"{height:020d}.{block_id.hex()}.block"
+        self._paths.setdefault(height, set()).add(path)
+        with open(path, "wb") as handle:
             handle.write(block)  # flushed to the OS on close: survives a killed process
 
     def read_blocks(self, height: int) -> list[bytes]:
@@ -88,12 +100,9 @@ class ConsensusWal:
             self._files.pop(h).close()  # type: ignore[attr-defined]
             self._counts.pop(h, None)
         self._block_ids = {h: ids for h, ids in self._block_ids.items() if h >= height}
-        for path in [*self.directory.glob("*.wal"), *self.directory.glob("*.block")]:
-            try:
-                if int(path.name.split(".", 1)[0]) < height:
-                    path.unlink()
-            except ValueError:
-                continue
+        for h in [h for h in self._paths if h < height]:
+            for path in self._paths.pop(h):
+                path.unlink(missing_ok=True)
 
     def close(self) -> None:
         for handle in self._files.values():

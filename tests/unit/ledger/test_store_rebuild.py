@@ -121,6 +121,15 @@ def test_a_store_of_an_older_format_is_refused_by_name(chain):
     chain.ledger = Ledger.open(path, chain.genesis)  # for the fixture's close
 
 
+def test_the_tip_kept_after_each_apply_is_the_one_stored(chain):
+    _busy_history(chain)
+    kept = chain.ledger.tip
+    path = chain.ledger.store.env.path()
+    chain.ledger.close()
+    chain.ledger = Ledger.open(path, chain.genesis)
+    assert chain.ledger.tip == kept
+
+
 def test_accumulator_audits_the_state(chain):
     _busy_history(chain)
     assert chain.ledger.verify_accumulator()

@@ -64,3 +64,17 @@ def test_blocks_per_height_are_bounded(tmp_path, monkeypatch):
     for n in range(5):
         wal.append_block(1, bytes([n]) * 32, b"b")
     assert len(wal.read_blocks(1)) == 2
+
+
+def test_forgetting_removes_the_files_of_this_run_and_of_earlier_ones(tmp_path):
+    earlier = ConsensusWal(tmp_path / "wal")
+    earlier.append(3, vote(3, 0))
+    earlier.append_block(3, b"\x01" * 32, b"three")
+    earlier.close()
+    wal = ConsensusWal(tmp_path / "wal")
+    wal.append(4, vote(4, 0))
+    wal.append_block(4, b"\x02" * 32, b"four")
+    wal.append(5, vote(5, 0))
+    wal.forget_below(5)
+    assert sorted(p.name.split(".", 1)[0] for p in (tmp_path / "wal").iterdir()) == [f"{5:020d}"]
+    assert wal.read(5) == [vote(5, 0)]
