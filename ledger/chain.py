@@ -116,7 +116,7 @@ class Ledger:
         put(txn, "time_ms", tip.time_ms)
         put(txn, "state_root", tip.state_root)
         put(txn, "accumulator", tip.accumulator.to_bytes(32, "big"))
-        txn.put(height_key(tip.height), tip.state_root, db=self.store.dbs["roots"])
+        self.store.append(txn, "roots", height_key(tip.height), tip.state_root)
 
     def _load_tip(self) -> ChainTip:
         with self.store.read() as txn:
@@ -167,8 +167,8 @@ class Ledger:
             txs = self._decode_txs(block, known or {}, check_signatures=True)
         with self.store.write() as txn:
             result, tip = self._execute(txn, block, txs, certified=True)
-            txn.put(height_key(block.height), block.encode(), db=self.store.dbs["blocks"])
-            txn.put(height_key(block.height), certificate, db=self.store.dbs["certs"])
+            self.store.append(txn, "blocks", height_key(block.height), block.encode())
+            self.store.append(txn, "certs", height_key(block.height), certificate)
         self.tip = tip  # what the transaction wrote, now committed: no need to read it back
         self._validated.pop(block.hash, None)
         return result
@@ -241,14 +241,14 @@ class Ledger:
                 "tx": receipt.tx_hash,
             })
             digest.update(raw)
-            txn.put(key, raw, db=dbs["receipts"])
+            self.store.append(txn, "receipts", key, raw)
             txn.put(receipt.tx_hash, key, db=dbs["txs"])
             for event_index, event in enumerate(receipt.events):
                 ekey = event_key(height, index, event_index)
                 eraw = event.encode(tx_hash=receipt.tx_hash, height=height, tx_index=index,
                                     event_index=event_index)
                 digest.update(eraw)
-                txn.put(ekey, eraw, db=dbs["events"])
+                self.store.append(txn, "events", ekey, eraw)
                 txn.put(event.kind.encode() + layout.SEP + ekey, b"", db=dbs["ev_kind"])
                 if event.token is not None:
                     txn.put(event.token.encode() + layout.SEP + ekey, b"", db=dbs["ev_token"])

@@ -107,6 +107,12 @@ class Store:
     def write(self) -> lmdb.Transaction:
         return self.env.begin(write=True)
 
+    def append(self, txn: lmdb.Transaction, db_name: str, key: bytes, value: bytes) -> None:
+        """Put `key` after every key of `db_name` (block heights, and receipts and events by
+        height): LMDB then fills pages instead of splitting them in half, and skips the search."""
+        if not txn.put(key, value, db=self.dbs[db_name], append=True):
+            raise StoreError(f"{db_name}: key {key.hex()} does not follow the last one")
+
     # --- meta ---------------------------------------------------------------------------------
 
     def get_meta(self, txn: lmdb.Transaction, name: str, default: Any = None) -> Any:
