@@ -130,6 +130,12 @@ def test_the_tip_kept_after_each_apply_is_the_one_stored(chain):
     assert chain.ledger.tip == kept
 
 
+def test_a_height_written_out_of_order_is_refused_by_name(chain):
+    store = chain.ledger.store
+    with pytest.raises(StoreError, match="does not follow the last one"), store.write() as txn:
+        store.append(txn, "blocks", (chain.ledger.tip.height).to_bytes(8, "big"), b"again")
+
+
 def test_accumulator_audits_the_state(chain):
     _busy_history(chain)
     assert chain.ledger.verify_accumulator()
