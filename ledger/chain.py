@@ -263,18 +263,20 @@ class Ledger:
         transaction. Each recomputed state root must equal the one stored before; returns the height."""
         with self.store.read() as txn:
             old_roots = dict(self.store.iter_prefix(txn, "roots", b""))
-        with self.store.write() as txn:
-            self.store.clear_projections(txn)
-            self._apply_genesis(txn)
-            self.tip = self._tip_in(txn)
-            for key, raw in self.store.iter_prefix(txn, "blocks", b""):
-                block = Block.decode(raw)
-                # our own log: its signatures were checked when it was first applied
-                txs = self._decode_txs(block, {}, check_signatures=False)
-                result, self.tip = self._execute(txn, block, txs, certified=True)
-                if old_roots.get(key) != result.state_root:
-                    raise StateRootMismatch(f"rebuild gives another state root at height {block.height}")
-        self.tip = self._load_tip()
+        try:
+            with self.store.write() as txn:
+                self.store.clear_projections(txn)
+                self._apply_genesis(txn)
+                self.tip = self._tip_in(txn)  # the replay's own tip, inside the transaction
+                for key, raw in self.store.iter_prefix(txn, "blocks", b""):
+                    block = Block.decode(raw)
+                    # our own log: its signatures were checked when it was first applied
+                    txs = self._decode_txs(block, {}, check_signatures=False)
+                    result, self.tip = self._execute(txn, block, txs, certified=True)
+                    if old_roots.get(key) != result.state_root:
+                        raise StateRootMismatch(f"rebuild gives another state root at height {block.height}")
+        finally:
+            self.tip = self._load_tip()  # the store's, whether the rebuild committed or not
         return self.tip.height
 
     def _tip_in(self, txn: lmdb.Transaction) -> ChainTip:
