@@ -92,7 +92,7 @@ class ConsensusWal:
 
     def read_blocks(self, height: int) -> list[bytes]:
         """The blocks kept for `height`; the caller decodes them (a torn one fails to decode)."""
-        return [path.read_bytes() for path in sorted(self.directory.glob(f"{height:020d}.*.block"))]
+        return [path.read_bytes() for path in sorted(self._paths.get(height, ())) if path.suffix == ".block"]
 
     def forget_below(self, height: int) -> None:
         """Drop the logs and blocks of every height below `height` (decided: the store has them)."""

@@ -45,47 +45,54 @@ async def until(done: Callable[[], object]) -> None:
         await asyncio.sleep(0.01)
 
 
-async def decide_then_stop(chain: LedgerHarness, home, *, missing: list[int], committed: list[int]) -> None:
-    """Run a driver until it decides the next block, and stop it before it stores the block."""
-    first = start_driver(chain, home, missing=missing, committed=committed)
-    decided: list[int] = []
-    first._commit_decided = lambda height, block_id, certificate: decided.append(height)  # stops here
-    first.start()
-    await until(lambda: decided)
-    first.stop()
-    assert decided == [chain.ledger.tip.height + 1]  # decided, not stored
+class Restart:
+    """A single validator's store and WAL after it decided the next block and stopped before
+    storing it; `restart()` starts a new driver on the same home, as the process would."""
+
+    def __init__(self, home) -> None:
+        self.home = home
+        self.chain = LedgerHarness(str(home / "store"))
+        self.start_height = self.chain.ledger.tip.height
+        self.missing: list[int] = []
+        self.committed: list[int] = []
+
+    async def decide_then_stop(self) -> None:
+        first = self._driver()
+        decided: list[int] = []
+        first._commit_decided = lambda height, block_id, certificate: decided.append(height)  # stops here
+        first.start()
+        await until(lambda: decided)
+        first.stop()
+        assert decided == [self.start_height + 1]  # decided, not stored
+
+    async def restart_until(self, done: Callable[[], object]) -> None:
+        second = self._driver()
+        second.start()  # replays the WAL
+        await until(done)
+        second.stop()
+
+    def _driver(self) -> ConsensusDriver:
+        return start_driver(self.chain, self.home, missing=self.missing, committed=self.committed)
 
 
 @pytest.mark.asyncio
 async def test_a_decided_block_not_yet_applied_survives_a_restart(tmp_path):
-    chain = LedgerHarness(str(tmp_path / "store"))
-    start_height = chain.ledger.tip.height
-    missing: list[int] = []
-    committed: list[int] = []
-    await decide_then_stop(chain, tmp_path, missing=missing, committed=committed)
+    node = Restart(tmp_path)
+    await node.decide_then_stop()
 
-    second = start_driver(chain, tmp_path, missing=missing, committed=committed)  # the restart
-    second.start()  # replays the WAL: the decision comes back, and with it the block
-    await until(lambda: committed)
-    second.stop()
-    assert committed == [start_height + 1] and chain.ledger.tip.height == start_height + 1
-    assert missing == []  # not fetched from a peer: none might have it
-    chain.close()
+    await node.restart_until(lambda: node.committed)  # the decision comes back, and with it the block
+    assert node.committed == [node.start_height + 1] and node.chain.ledger.tip.height == node.start_height + 1
+    assert node.missing == []  # not fetched from a peer: none might have it
+    node.chain.close()
 
 
 @pytest.mark.asyncio
 async def test_a_block_torn_by_the_crash_is_skipped_and_fetched_from_a_peer(tmp_path):
-    chain = LedgerHarness(str(tmp_path / "store"))
-    start_height = chain.ledger.tip.height
-    missing: list[int] = []
-    committed: list[int] = []
-    await decide_then_stop(chain, tmp_path, missing=missing, committed=committed)
+    node = Restart(tmp_path)
+    await node.decide_then_stop()
     [kept] = (tmp_path / "wal").glob("*.block")
     kept.write_bytes(kept.read_bytes()[: len(kept.read_bytes()) // 2])  # the write was cut short
 
-    second = start_driver(chain, tmp_path, missing=missing, committed=committed)
-    second.start()  # must not fail on the torn file
-    await until(lambda: missing)
-    second.stop()
-    assert missing == [start_height + 1] and committed == []  # asked the peers, as before the WAL kept blocks
-    chain.close()
+    await node.restart_until(lambda: node.missing)  # must not fail on the torn file
+    assert node.missing == [node.start_height + 1] and node.committed == []  # asked the peers
+    node.chain.close()
