@@ -143,10 +143,13 @@ class BlockSync:
             return False
         try:
             answer = await asyncio.wait_for(future, RESPONSE_TIMEOUT_S)
-        except (TimeoutError, asyncio.CancelledError):
-            if self.stopped:
-                raise
+        except TimeoutError:
             return False
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self.stopped or (task is not None and task.cancelling()):
+                raise  # this task is being cancelled (shutdown): never swallow that
+            return False  # only the wait for this peer was cancelled: it went away
         finally:
             self._waiting = None
         applied = 0
