@@ -125,3 +125,83 @@ def test_a_proposal_that_is_not_decided_leaves_its_transactions_pending(chain):
     mempool.update(r.tx_hash for r in result.receipts)
     # this node may propose it itself now: it was decoded and checked, and its nonce still fits
     assert mempool.reap(txs_max=10, bytes_max=1 << 20) == (first,)
+
+
+# --- a duplicate is told from a stale nonce ---------------------------------------------------------
+# The very same bytes again are a duplicate while pending and `already_committed` once in a block
+# (the client's transaction went through: resubmitting is pointless, not wrong); a *different*
+# transaction that reuses a nonce is `stale_nonce` (the client must re-sign with the next nonce).
+
+
+def test_the_same_transaction_while_pending_is_a_duplicate_and_another_with_its_nonce_is_stale(chain):
+    mempool = Mempool(chain.ledger)
+    alice = chain.signer("alice")
+    first = alice.transfer("ACME", chain.address("bob"), 1)
+    mempool.add(first)
+    for check_rules in (True, False):  # a client's resubmission, and the same bytes gossiped back
+        assert refusal(mempool, first, check_rules=check_rules).reason == "duplicate"
+    alice.nonce -= 1
+    same_nonce = alice.transfer("ACME", chain.address("bob"), 2)  # nonce 0 again, other bytes
+    assert refusal(mempool, same_nonce).reason == "stale_nonce"
+    assert refusal(mempool, same_nonce, check_rules=False).reason == "stale_nonce"
+    assert len(mempool) == 1 and mempool.pending_nonce(alice.address) == 1
+    assert mempool.reap(txs_max=10, bytes_max=1 << 20) == (first,)
+
+
+def test_a_duplicate_is_named_as_such_even_when_the_mempool_is_full(chain):
+    """Resubmitting a pending transaction to a full mempool is a duplicate: waiting for room and
+    trying again would not help."""
+    mempool = Mempool(chain.ledger, txs_max=1)
+    first = chain.signer("alice").transfer("ACME", chain.address("bob"), 1)
+    mempool.add(first)
+    assert refusal(mempool, first).reason == "duplicate"
+    assert refusal(mempool, chain.signer("bob").transfer("ACME", chain.address("alice"), 1)).reason == "full"
+
+
+def test_each_half_of_admission_refuses_a_pending_duplicate(chain):
+    """`decode` refuses bytes already pending before decoding them; and two copies decoded before
+    either was admitted (a client's submission racing its own gossip) are told apart at `admit`."""
+    mempool = Mempool(chain.ledger)
+    raw = chain.signer("alice").transfer("ACME", chain.address("bob"), 1)
+    copy_a = mempool.decode(raw, verify_signature=True)
+    copy_b = mempool.decode(raw, verify_signature=False)
+    mempool.admit(copy_a)
+    with pytest.raises(MempoolRefusal) as caught:
+        mempool.admit(copy_b, check_rules=False)
+    assert caught.value.reason == "duplicate"
+    with pytest.raises(MempoolRefusal) as caught:
+        mempool.decode(raw, verify_signature=False)
+    assert caught.value.reason == "duplicate"
+    assert len(mempool) == 1
+
+
+def test_after_commit_the_same_bytes_are_already_committed_and_another_with_its_nonce_is_stale(chain):
+    mempool = Mempool(chain.ledger)
+    alice = chain.signer("alice")
+    first = alice.transfer("ACME", chain.address("bob"), 1)
+    late_copy = mempool.decode(first, verify_signature=True)  # e.g. its gossip, decoded before the commit
+    mempool.add(first)
+    result = chain.commit(first)
+    mempool.update(r.tx_hash for r in result.receipts)
+    assert len(mempool) == 0
+    for check_rules in (True, False):
+        assert refusal(mempool, first, check_rules=check_rules).reason == "already_committed"
+    with pytest.raises(MempoolRefusal) as caught:
+        mempool.admit(late_copy, check_rules=False)
+    assert caught.value.reason == "already_committed"
+    alice.nonce -= 1
+    same_nonce = alice.transfer("ACME", chain.address("bob"), 2)
+    assert refusal(mempool, same_nonce).reason == "stale_nonce"
+    assert refusal(mempool, same_nonce, check_rules=False).reason == "stale_nonce"
+    assert len(mempool) == 0 and mempool.pending_nonce(alice.address) == 1
+
+
+def test_a_transaction_the_rules_refused_in_its_block_is_still_already_committed(chain):
+    """A refused transaction is recorded and consumes its nonce: the same bytes again are the
+    committed transaction (its receipt says why it failed), not a stale nonce."""
+    mempool = Mempool(chain.ledger)
+    doomed = chain.signer("alice").transfer("ACME", chain.address("bob"), 10_000)
+    result = chain.commit(doomed)
+    assert str(result.receipts[0].outcome) == "0x52 insufficient_balance"
+    mempool.update(r.tx_hash for r in result.receipts)
+    assert refusal(mempool, doomed).reason == "already_committed"
