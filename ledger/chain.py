@@ -23,7 +23,16 @@ from .execution import check_transfer, dry_run, execute_transaction
 from .genesis import Genesis
 from .reasons import OK, Outcome, Refusal
 from .state import State
-from .store import STORE_FORMAT, Store, entry_digest, event_key, height_key, state_root, tx_key
+from .store import (
+    STORE_FORMAT,
+    Store,
+    entry_digest,
+    event_key,
+    height_key,
+    results_hash,
+    state_root,
+    tx_key,
+)
 from .tx import Transaction, decode_transaction
 
 #: Blocks whose signatures `validate_block` checked, remembered so `apply_block` need not repeat it.
@@ -46,6 +55,15 @@ class BlockResult:
     block_hash: bytes
     state_root: bytes
     receipts: tuple[Receipt, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildReport:
+    """What `Ledger.rebuild` did: the height it replayed to, and the heights whose stored receipts
+    or events no longer matched their certified root and were written back from the log."""
+
+    height: int
+    repaired_heights: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +250,7 @@ class Ledger:
 
     def _write_results(self, txn: lmdb.Transaction, height: int, receipts: list[Receipt]) -> bytes:
         dbs = self.store.dbs
-        digest = hashlib.sha256(b"secledger/results/v1\x00")
+        results: list[bytes] = []
         for index, receipt in enumerate(receipts):
             key = tx_key(height, index)
             raw = codec.pack_canonical({  # keys in sorted order, values of fixed types: codec.encode's bytes
@@ -240,29 +258,37 @@ class Ledger:
                 "nonce": receipt.nonce, "reason": receipt.outcome.reason, "signer": receipt.signer,
                 "tx": receipt.tx_hash,
             })
-            digest.update(raw)
+            results.append(raw)
             self.store.append(txn, "receipts", key, raw)
             txn.put(receipt.tx_hash, key, db=dbs["txs"])
             for event_index, event in enumerate(receipt.events):
                 ekey = event_key(height, index, event_index)
                 eraw = event.encode(tx_hash=receipt.tx_hash, height=height, tx_index=index,
                                     event_index=event_index)
-                digest.update(eraw)
+                results.append(eraw)
                 self.store.append(txn, "events", ekey, eraw)
                 txn.put(event.kind.encode() + layout.SEP + ekey, b"", db=dbs["ev_kind"])
                 if event.token is not None:
                     txn.put(event.token.encode() + layout.SEP + ekey, b"", db=dbs["ev_token"])
                 for address in sorted(set(event.addresses)):
                     txn.put(address + ekey, b"", db=dbs["ev_address"])
-        return digest.digest()
+        return results_hash(results)
 
     # --- event sourcing ------------------------------------------------------------------------
 
-    def rebuild(self) -> int:
+    def rebuild(self) -> RebuildReport:
         """Drop every projection and replay the stored blocks through execution, in one write
-        transaction. Each recomputed state root must equal the one stored before; returns the height."""
+        transaction. Each recomputed state root must equal the one stored before.
+
+        The receipts and events stored before are checked too: with the replay's accumulator of
+        each height they must give that height's root. Those that do not were changed after they
+        were committed (the root covers them); the replay has written the committed ones back, and
+        the report names their heights."""
         with self.store.read() as txn:
             old_roots = dict(self.store.iter_prefix(txn, "roots", b""))
+            old_results = {key: results_hash(self.store.stored_results(txn, int.from_bytes(key, "big")))
+                           for key in old_roots}
+        repaired = []
         try:
             with self.store.write() as txn:
                 self.store.clear_projections(txn)
@@ -275,9 +301,11 @@ class Ledger:
                     result, self.tip = self._execute(txn, block, txs, certified=True)
                     if old_roots.get(key) != result.state_root:
                         raise StateRootMismatch(f"rebuild gives another state root at height {block.height}")
+                    if state_root(block.height, self.tip.accumulator, old_results[key]) != result.state_root:
+                        repaired.append(block.height)
         finally:
             self.tip = self._load_tip()  # the store's, whether the rebuild committed or not
-        return self.tip.height
+        return RebuildReport(self.tip.height, tuple(repaired))
 
     def _tip_in(self, txn: lmdb.Transaction) -> ChainTip:
         get = self.store.get_meta

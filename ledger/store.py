@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import lmdb
@@ -77,6 +77,15 @@ def unpack_event_key(key: bytes) -> tuple[int, int, int]:
 def entry_digest(key: bytes, raw: bytes) -> int:
     """One state entry's share of the accumulator."""
     return int.from_bytes(hashlib.sha256(len(key).to_bytes(2, "big") + key + raw).digest(), "big")
+
+
+def results_hash(results: Iterable[bytes]) -> bytes:
+    """What a block's state root commits to of its outcome: the stored bytes of each receipt
+    followed by those of its events, in the block's order (msgpack delimits each item itself)."""
+    digest = hashlib.sha256(b"secledger/results/v1\x00")
+    for raw in results:
+        digest.update(raw)
+    return digest.digest()
 
 
 def state_root(height: int, accumulator: int, results_hash: bytes) -> bytes:
@@ -173,6 +182,19 @@ class Store:
             if not key.startswith(prefix):
                 return
             yield key, value
+
+    def stored_results(self, txn: lmdb.Transaction, height: int) -> Iterator[bytes]:
+        """The receipts and events stored for `height`, in the order `results_hash` takes them."""
+        prefix = height_key(height)
+        events = self.iter_prefix(txn, "events", prefix)
+        event = next(events, None)
+        for receipt_key, receipt in self.iter_prefix(txn, "receipts", prefix):
+            yield receipt
+            while event is not None and event[0][: len(receipt_key)] == receipt_key:
+                yield event[1]
+                event = next(events, None)
+        if event is not None:  # an event with no receipt before it: not what was committed
+            yield b"\xc1orphan-event"  # never valid msgpack, so never equal to a committed result
 
     def clear_projections(self, txn: lmdb.Transaction) -> None:
         for name in PROJECTION_DBS:

@@ -13,7 +13,7 @@ from ledger import codec, layout, queries, testing
 from ledger.block import Block
 from ledger.chain import Ledger
 from ledger.errors import InvalidBlock, StateRootMismatch, StoreError
-from ledger.store import STORE_FORMAT, Store, state_root
+from ledger.store import STORE_FORMAT, Store, event_key, results_hash, state_root
 from ledger.testing import FAR_FUTURE_S, LedgerHarness, address_of
 
 
@@ -44,7 +44,8 @@ def test_rebuild_reproduces_every_projection_byte_for_byte(chain, snapshot):
     _busy_history(chain)
     before = snapshot(chain.ledger)
     tip = chain.ledger.tip
-    assert chain.ledger.rebuild() == tip.height
+    report = chain.ledger.rebuild()
+    assert report.height == tip.height and report.repaired_heights == ()
     assert chain.ledger.tip == tip
     assert snapshot(chain.ledger) == before
     assert chain.ledger.verify_accumulator()
@@ -206,3 +207,62 @@ def test_rebuild_detects_a_log_that_no_longer_gives_the_stored_roots(chain):
     with pytest.raises(StateRootMismatch, match="height 3"):
         chain.ledger.rebuild()
     assert chain.ledger.tip == tip  # the failed replay's own tip is not kept
+
+
+# --- the root covers every receipt and event -----------------------------------------------------
+
+
+def _stored_events(ledger: Ledger, height: int) -> list[tuple[bytes, bytes]]:
+    with ledger.store.read() as txn:
+        return list(ledger.store.iter_prefix(txn, "events", height.to_bytes(8, "big")))
+
+
+def _root_from_stored_results(ledger: Ledger) -> bytes:
+    """The tip's root recomputed from the tip's accumulator and the receipts and events stored."""
+    tip = ledger.tip
+    with ledger.store.read() as txn:
+        return state_root(tip.height, tip.accumulator, results_hash(ledger.store.stored_results(txn, tip.height)))
+
+
+def _rewrite_event(ledger: Ledger, key: bytes, **changes) -> None:
+    """Change one stored event in place, as a faulty disk or a hand at the database would."""
+    with ledger.store.write() as txn:
+        db = ledger.store.dbs["events"]
+        event = msgpack.unpackb(txn.get(key, db=db), raw=False)
+        event.update(changes)
+        txn.put(key, codec.pack_canonical(event), db=db)
+
+
+def test_the_stored_receipts_and_events_give_the_certified_root(chain):
+    _busy_history(chain)
+    assert _stored_events(chain.ledger, chain.ledger.tip.height)  # the tip's block has events
+    assert _root_from_stored_results(chain.ledger) == chain.ledger.tip.state_root
+
+
+def test_changing_one_stored_event_changes_the_recomputed_root(chain):
+    _busy_history(chain)
+    key, raw = _stored_events(chain.ledger, chain.ledger.tip.height)[-1]
+    _rewrite_event(chain.ledger, key, height=chain.ledger.tip.height + 1)
+    assert _root_from_stored_results(chain.ledger) != chain.ledger.tip.state_root
+
+
+def test_an_event_without_its_receipt_changes_the_recomputed_root(chain):
+    _busy_history(chain)
+    tip = chain.ledger.tip.height
+    with chain.ledger.store.write() as txn:  # an extra event after the block's last transaction
+        txn.put(event_key(tip, 99, 0), _stored_events(chain.ledger, tip)[0][1], db=chain.ledger.store.dbs["events"])
+    assert _root_from_stored_results(chain.ledger) != chain.ledger.tip.state_root
+
+
+def test_rebuild_detects_a_changed_event_and_writes_the_committed_one_back(chain, snapshot):
+    _busy_history(chain)
+    before = snapshot(chain.ledger)
+    height = 3
+    key, raw = _stored_events(chain.ledger, height)[0]
+    _rewrite_event(chain.ledger, key, height=height + 7)
+    assert snapshot(chain.ledger) != before
+
+    report = chain.ledger.rebuild()
+    assert report.repaired_heights == (height,)
+    assert _stored_events(chain.ledger, height)[0] == (key, raw)
+    assert snapshot(chain.ledger) == before
