@@ -34,7 +34,7 @@ from consensus.messages import Proposal, decode_message, encode_message
 from consensus.validators import ValidatorSet
 from ledger import Block, BlockResult, InvalidBlock, Ledger
 
-from . import wire
+from . import fault_points, wire
 from .byzantine import Byzantine
 from .consensus_wal import ConsensusWal
 from .evidence_pool import EvidencePool
@@ -106,6 +106,7 @@ class ConsensusDriver:
         self._next_height_timer: asyncio.TimerHandle | None = None
         self.stopped = False
         self.byzantine: Byzantine | None = None  # fault campaigns only; see node/byzantine.py
+        self._kill_before_send = fault_points.from_environment("kill_before_send")  # tests only
         self.wal = wal
         self._before_propose = before_propose
         self._peers_committed = peers_committed
@@ -234,6 +235,8 @@ class ConsensusDriver:
         frames.append(wire.encode(wire.ConsensusMessage(encoded)))
         if self.wal is not None:
             self.wal.append(message.height, encoded)
+        if self._kill_before_send is not None:
+            self._kill_before_send.reached()
         for frame in frames:
             self._broadcast(frame)
         self._own.extend(frames)

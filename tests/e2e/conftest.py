@@ -57,10 +57,10 @@ class ProcessNetwork:
     def url(self, name: str) -> str:
         return self.nodes[name]["rpc"]
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, *, environment: dict[str, str] | None = None) -> None:
         log = open(self.directory / "logs" / f"{name}.log", "ab")  # noqa: SIM115
         self.processes[name] = subprocess.Popen([SECLEDGER, "start", "--config", self.nodes[name]["config"]],
-                                                stdout=log, stderr=log)
+                                                stdout=log, stderr=log, env={**os.environ, **(environment or {})})
 
     def start_all(self) -> None:
         for name in self.nodes:

@@ -137,3 +137,22 @@ def test_a_node_refuses_a_store_of_another_chain(process_network, tmp_path):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "another genesis" in result.stderr
+
+
+def test_a_validator_killed_between_saving_a_signature_and_sending_it_signs_nothing_conflicting(process_network):
+    """The double-sign guard saved what validator-2 signed; the process dies before the message
+    leaves. Restarted, it must not sign anything else for that height, round and step (no honest
+    node may hold evidence against it), and it must take part again."""
+    net = process_network
+    for name in net.nodes:
+        net.start(name, environment={"SECLEDGER_TEST_FAULT": "kill_before_send:12"} if name == "validator-2" else None)
+    wait_until(lambda: net.processes["validator-2"].poll() is not None, 60, "validator-2 to reach its fault point")
+    assert net.processes["validator-2"].returncode == -signal.SIGKILL
+    net.start("validator-2")
+    target = height(net.url("validator-0")) + 4
+    validators = [f"validator-{i}" for i in range(4)]
+    wait_until(lambda: all(height(net.url(v)) >= target for v in validators), 60,
+               "the restarted validator and the others to commit four more heights")
+    for name in [*validators, "observer-0"]:
+        assert rpc(net.url(name), "evidence_list")["result"] == [], name
+    assert state_root(net.url("validator-2"), target - 1) == state_root(net.url("validator-0"), target - 1)

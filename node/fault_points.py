@@ -1,0 +1,40 @@
+"""Named fault points: places where a test may kill this process on purpose, to prove a crash
+there loses nothing. Off unless the environment variable `SECLEDGER_TEST_FAULT` names one (never
+the config file, so an operator cannot switch one on by a typo); off, each costs one comparison.
+
+- `kill_before_send:N`: the driver kills the process with SIGKILL as it is about to hand the Nth
+  message this validator signed to its peer links, after the double-sign guard saved it. A
+  restart must then sign nothing that conflicts with it (tests/e2e/test_processes.py).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+ENVIRONMENT_VARIABLE = "SECLEDGER_TEST_FAULT"
+POINTS = ("kill_before_send",)
+
+
+class FaultPoint:
+    """One armed point: kill the process the Nth time it is reached."""
+
+    def __init__(self, name: str, count: int) -> None:
+        self.name = name
+        self.remaining = count
+
+    def reached(self) -> None:
+        self.remaining -= 1
+        if self.remaining == 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def from_environment(name: str) -> FaultPoint | None:
+    """The point `name` if the environment arms it, else None."""
+    spec = os.environ.get(ENVIRONMENT_VARIABLE)
+    if not spec:
+        return None
+    point, _, count = spec.partition(":")
+    if point not in POINTS or not count.isdigit() or int(count) < 1:
+        raise ValueError(f"{ENVIRONMENT_VARIABLE}={spec!r}: expected one of {', '.join(POINTS)} as NAME:N, N >= 1")
+    return FaultPoint(point, int(count)) if point == name else None
