@@ -66,7 +66,7 @@ import aiohttp  # noqa: E402
 import tomli_w  # noqa: E402
 from nacl.signing import SigningKey  # noqa: E402
 
-from ledger.client import Signer  # noqa: E402
+from ledger.client import Action, Signer  # noqa: E402
 from ledger.testing import FAR_FUTURE_S, key_for  # noqa: E402
 from node.keys import load_key  # noqa: E402
 from node.rpc.client import RpcClient, RpcError  # noqa: E402
@@ -480,8 +480,11 @@ class Bench:
         kyc = Signer(key_for("bench-kyc"), chain, 0)
         issuer = Signer(key_for("bench-issuer"), chain, 0)
         agent = Signer(key_for("bench-agent"), chain, 0)
-        await self.rpc.submit_all(url, [admin.grant_role("claim_issuer", kyc.address),
-                                        admin.grant_role("token_issuer", issuer.address)])
+        # `secledger testnet`'s single consortium member holds the admin key and decides alone
+        top = (await self.rpc.call(url, "chain_status"))["height"]
+        await self.rpc.submit_all(url, [admin.propose([Action.grant_role("claim_issuer", kyc.address),
+                                                       Action.grant_role("token_issuer", issuer.address)],
+                                                      expires_at_height=top + 100_000)])
         txs = []
         for i, name in enumerate(self.investors):
             txs.append(kyc.register_identity(name, [self.addresses[name]]))

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ledger.client import Signer, new_key
+from ledger.client import Action, Signer, new_key
+from ledger.errors import InvalidTransaction
+from ledger.governance import PROPOSAL_LIFETIME_MAX, STATUSES
+from ledger.kinds import ACTION_CLASSES, GOVERNED_ROLES, PARAM_BOUNDS, check_body
 from node.keys import KeyFileError, load_key, save_key
 from node.rpc.client import RpcClient, RpcError, RpcTransportError
 
@@ -66,14 +69,22 @@ def address(value: str) -> bytes:
 # --- networks ----------------------------------------------------------------------------------------
 
 
+def _members_flag(value: int | None) -> int | None:
+    if value is not None and not 0 <= value <= testnet_module.MEMBERS_MAX:
+        raise CliError(f"--members: expected 0 to {testnet_module.MEMBERS_MAX}, got {value}", exit_code=2)
+    return value
+
+
 def testnet(args: Any) -> dict[str, Any]:
+    members = _members_flag(args.members)
     try:
         nodes = testnet_module.generate(args.out, validators=args.validators, observers=args.observers,
-                                        port_base=args.port_base, chain_id=args.chain_id)
+                                        port_base=args.port_base, chain_id=args.chain_id, members=members)
     except (FileExistsError, ValueError) as exc:
         raise CliError(str(exc)) from None
     return {"dir": str(args.out), "nodes": [{"name": n.name, "mode": n.mode, "config": str(args.out / n.config_file),
-                                            "rpc": f"http://127.0.0.1:{n.rpc_port}/"} for n in nodes]}
+                                            "rpc": f"http://127.0.0.1:{n.rpc_port}/"} for n in nodes],
+            "members": testnet_module.member_keys(args.out)}
 
 
 def start(args: Any) -> int:
@@ -87,7 +98,7 @@ def up(args: Any) -> int:
     directory: Path = args.dir
     if not (directory / "genesis.toml").exists():
         testnet_module.generate(directory, validators=args.validators, observers=args.observers,
-                                port_base=args.port_base)
+                                port_base=args.port_base, members=_members_flag(args.members))
         print(f"generated a network of {args.validators} validators and {args.observers} observer(s) in {directory}/")
     configs = sorted(directory.glob("*.toml"), key=lambda p: (not p.name.startswith("validator"), p.name))
     configs = [c for c in configs if c.name != "genesis.toml"]
@@ -112,7 +123,13 @@ def up(args: Any) -> int:
             processes.append((config.node.moniker, process))
             print(f"{config.node.moniker:<14} {config.node.mode:<10} rpc http://{config.rpc.listen}/  "
                   f"log {directory}/logs/{config.node.moniker}.log")
-        print(f"admin key: {directory}/keys/admin.json   (Ctrl-C stops the network)")
+        members = testnet_module.member_keys(directory)
+        for member_id, key_file in members.items():
+            print(f"member {member_id}: key {key_file}")
+        admin = directory / "keys" / "admin.json"
+        if admin.exists() and str(admin) not in members.values():
+            print(f"admin key: {admin}")
+        print("Ctrl-C stops the network")
         while not stopping:
             for name, process in processes:
                 if process.poll() is not None:
@@ -218,10 +235,11 @@ def _content_hash(value: str) -> bytes:
 
 A = address
 TX_SPECS: tuple[TxSpec, ...] = (
-    TxSpec("grant-role", "an administrator grants admin, claim_issuer or token_issuer",
+    TxSpec("grant-role", "an administrator grants admin, claim_issuer or token_issuer (on a chain with members, "
+           "a member proposes it: see `gov propose grant-role`)",
            (Arg("role"), Arg("account")), lambda s, a: s.grant_role(a.role, A(a.account))),
-    TxSpec("revoke-role", "an administrator revokes a role", (Arg("role"), Arg("account")),
-           lambda s, a: s.revoke_role(a.role, A(a.account))),
+    TxSpec("revoke-role", "an administrator revokes a role (on a chain with members, a member proposes it)",
+           (Arg("role"), Arg("account")), lambda s, a: s.revoke_role(a.role, A(a.account))),
     TxSpec("register-identity", "a claim issuer registers an investor identity with its wallets",
            (Arg("identity"), Arg("wallet", nargs="+")),
            lambda s, a: s.register_identity(a.identity, [A(w) for w in a.wallet])),
@@ -321,20 +339,24 @@ def _call(client: RpcClient, method: str, **params: Any) -> Any:
 
 
 def submit(args: Any) -> dict[str, Any]:
-    try:
-        key = load_key(args.key)
-    except KeyFileError as exc:
-        raise CliError(str(exc)) from None
+    key = _load_key(args.key)
     client = _client(args.rpc)
     status = _call(client, "chain_status")
+    if args.spec.name in ("grant-role", "revoke-role") and args.role in GOVERNED_ROLES \
+            and _call(client, "gov_members")["members"]:
+        return _role_by_proposal(args, key, client, status)
     nonce = _call(client, "account_nonce", address=bytes(key.verify_key).hex())["next_nonce"]
     signer = Signer(key, status["chain_id"], nonce)
     try:
         raw = args.spec.build(signer, args)
-    except (ValueError, TypeError) as exc:
-        raise CliError(f"{args.spec.name}: {exc}") from None
+    except (ValueError, TypeError, InvalidTransaction) as exc:
+        raise CliError(f"{args.spec.name}: {exc}", exit_code=2) from None
+    return _send(client, raw, no_wait=args.no_wait)
+
+
+def _send(client: RpcClient, raw: bytes, *, no_wait: bool) -> dict[str, Any]:
     submitted = _call(client, "tx_submit", tx=raw.hex())
-    if args.no_wait:
+    if no_wait:
         return submitted
     result = _call(client, "tx_wait", hash=submitted["hash"], timeout_ms=30_000)
     if result.get("status") == "rejected":
@@ -342,12 +364,207 @@ def submit(args: Any) -> dict[str, Any]:
     return result
 
 
+def _load_key(path: Path) -> Any:
+    try:
+        return load_key(path)
+    except KeyFileError as exc:
+        raise CliError(f"--key: {exc}", exit_code=2) from None
+
+
+def _role_by_proposal(args: Any, key: Any, client: RpcClient, status: dict[str, Any]) -> dict[str, Any]:
+    """`tx grant-role` / `tx revoke-role` on a chain whose genesis names members: administrators
+    may not change roles there, so the signer (a member) proposes the change instead; with a
+    threshold of 1 of 1 (`secledger testnet`'s single member) it executes at once."""
+    action = (Action.grant_role if args.spec.name == "grant-role" else Action.revoke_role)(args.role,
+                                                                                           A(args.account))
+    result = _propose(client, key, status, [action], DEFAULT_EXPIRES_IN, no_wait=args.no_wait)
+    print(f"note: this chain's genesis names members, so chain roles change by proposal: sent as "
+          f"`gov propose {args.spec.name}` (proposal {result.get('proposal')}: {result.get('proposal_status')})",
+          file=sys.stderr)
+    return result
+
+
+# --- governance ---------------------------------------------------------------------------------------
+
+#: Blocks a proposal stays open after the block it lands in, unless --expires-in says otherwise.
+DEFAULT_EXPIRES_IN: int = 1000
+#: The flag of the CLI that gives each field of an action, to name it in an error.
+_ACTION_FLAGS: dict[str, str] = {
+    "validator_key": "--consensus-key", "node_key": "--node-key", "power": "--power", "address": "--address",
+    "name": "--name", "new_validator_key": "--new-consensus-key", "new_node_key": "--new-node-key", "id": "--id",
+    "keys": "--member-key", "role": "--role", "account": "--account", "value": "--value",
+}
+
+
+def _flag_integer(value: Any, flag: str, lo: int | None = None, hi: int | None = None) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise CliError(f"{flag}: expected an integer, got {value!r}", exit_code=2) from None
+    if (lo is not None and number < lo) or (hi is not None and number > hi):
+        raise CliError(f"{flag}: expected {lo} to {hi}, got {number}", exit_code=2)
+    return number
+
+
+def _flag_key(value: str, flag: str) -> bytes:
+    """An Ed25519 public key given as 64 hex digits or as a key file, named by its flag in errors."""
+    try:
+        return address(value)
+    except CliError as exc:
+        raise CliError(f"{flag}: {exc}", exit_code=2) from None
+
+
+@dataclass(frozen=True)
+class GovSpec:
+    name: str
+    help: str
+    args: tuple[Arg, ...]
+    build: Callable[[Any], list[dict[str, Any]]]
+
+
+K = _flag_key
+GOV_SPECS: tuple[GovSpec, ...] = (
+    GovSpec("add-validator", "add a validator (effective two blocks after the proposal executes)",
+            (Arg("consensus-key", help="its consensus (validator) key: a key file or 64 hex digits"),
+             Arg("node-key", help="its peer-link node key: a key file or 64 hex digits"),
+             Arg("power", help="voting power"), Arg("address", help="host:port where peers dial it"),
+             Arg("name", required=False, help="a label (default: validator- and the key's first 8 hex digits)")),
+            lambda a: [Action.add_validator(K(a.consensus_key, "--consensus-key"), K(a.node_key, "--node-key"),
+                                            _flag_integer(a.power, "--power"), a.address,
+                                            a.name or f"validator-{K(a.consensus_key, '--consensus-key').hex()[:8]}")]),
+    GovSpec("remove-validator", "remove a validator", (Arg("consensus-key", help="its consensus key"),),
+            lambda a: [Action.remove_validator(K(a.consensus_key, "--consensus-key"))]),
+    GovSpec("set-power", "change a validator's voting power",
+            (Arg("consensus-key", help="its consensus key"), Arg("power", help="the new voting power")),
+            lambda a: [Action.set_validator_power(K(a.consensus_key, "--consensus-key"),
+                                                  _flag_integer(a.power, "--power"))]),
+    GovSpec("rotate-key", "give a validator new consensus and node keys (either may stay)",
+            (Arg("consensus-key", help="its current consensus key"),
+             Arg("new-consensus-key", help="its new consensus key"), Arg("new-node-key", help="its new node key")),
+            lambda a: [Action.rotate_validator(K(a.consensus_key, "--consensus-key"),
+                                               K(a.new_consensus_key, "--new-consensus-key"),
+                                               K(a.new_node_key, "--new-node-key"))]),
+    GovSpec("add-member", "add a consortium member",
+            (Arg("id", help="member id: 1 to 64 of A-Z a-z 0-9 . _ -"), Arg("name", help="display name"),
+             Arg("member-key", nargs="+", help="its account keys: key files or 64 hex digits")),
+            lambda a: [Action.add_member(a.id, a.name, sorted({K(k, "--member-key") for k in a.member_key}))]),
+    GovSpec("remove-member", "remove a consortium member", (Arg("id", help="member id"),),
+            lambda a: [Action.remove_member(a.id)]),
+    GovSpec("set-member-keys", "replace a member's account keys",
+            (Arg("id", help="member id"), Arg("member-key", nargs="+", help="its new account keys")),
+            lambda a: [Action.set_member_keys(a.id, sorted({K(k, "--member-key") for k in a.member_key}))]),
+    GovSpec("grant-role", "grant claim_issuer or token_issuer",
+            (Arg("role", help=" or ".join(GOVERNED_ROLES)), Arg("account", help="a key file or 64 hex digits")),
+            lambda a: [Action.grant_role(a.role, K(a.account, "--account"))]),
+    GovSpec("revoke-role", "revoke claim_issuer or token_issuer",
+            (Arg("role", help=" or ".join(GOVERNED_ROLES)), Arg("account", help="a key file or 64 hex digits")),
+            lambda a: [Action.revoke_role(a.role, K(a.account, "--account"))]),
+    GovSpec("set-param", "set a chain parameter",
+            (Arg("name", help=", ".join(f"{n} ({lo}..{hi})" for n, (lo, hi) in PARAM_BOUNDS.items())),
+             Arg("value", help="an integer within the parameter's bounds")),
+            lambda a: [Action.set_param(a.name, _flag_integer(a.value, "--value"))]),
+)
+
+
+def _checked_actions(actions: list[dict[str, Any]]) -> None:
+    """Check the actions as the ledger will decode them, before any node is asked; an error names
+    the flag that gave the field."""
+    try:
+        check_body("gov.propose", {"actions": actions, "expires_at_height": 1})
+    except InvalidTransaction as exc:
+        where, _, problem = str(exc).partition(": ")
+        field = where.rsplit(".", 1)[-1].split("[", 1)[0]
+        raise CliError(f"{_ACTION_FLAGS.get(field, where)}: {problem}", exit_code=2) from None
+
+
+def gov_propose(args: Any) -> dict[str, Any]:
+    expires_in = _flag_integer(args.expires_in, "--expires-in", 1, PROPOSAL_LIFETIME_MAX - 1)
+    actions = args.spec.build(args)
+    _checked_actions(actions)
+    key = _load_key(args.key)
+    client = _client(args.rpc)
+    return _propose(client, key, _call(client, "chain_status"), actions, expires_in, no_wait=args.no_wait)
+
+
+def _propose(client: RpcClient, key: Any, status: dict[str, Any], actions: list[dict[str, Any]], expires_in: int,
+             *, no_wait: bool) -> dict[str, Any]:
+    nonce = _call(client, "account_nonce", address=bytes(key.verify_key).hex())["next_nonce"]
+    signer = Signer(key, status["chain_id"], nonce)
+    # the proposal lands in the next block at the earliest, and stays open `expires_in` blocks after it
+    raw = signer.propose(actions, expires_at_height=status["height"] + 1 + expires_in)
+    result = _send(client, raw, no_wait=no_wait)
+    ids = [e["data"]["proposal"] for e in result.get("events", ()) if e["kind"] == "gov.proposed"]
+    return _with_proposal(client, result, ids[0] if ids else None)
+
+
+def _with_proposal(client: RpcClient, result: dict[str, Any], proposal_id: int | None) -> dict[str, Any]:
+    if proposal_id is None or result.get("status") != "committed":
+        return result
+    proposal = _call(client, "gov_proposal", id=proposal_id)
+    out = {**result, "proposal": proposal_id, "proposal_status": proposal["status"]}
+    if proposal["failure"]:
+        out["proposal_failure"] = proposal["failure"]
+        print(f"proposal {proposal_id} failed: {proposal['failure']['code']} {proposal['failure']['reason']} "
+              f"(action {proposal['failure']['action']})", file=sys.stderr)
+    return out
+
+
+def _proposal_id(value: str) -> int:
+    try:
+        proposal_id = int(value)
+    except ValueError:
+        proposal_id = 0
+    if proposal_id < 1:
+        raise CliError(f"ID: expected a proposal number (1, 2, ...), got {value!r}", exit_code=2)
+    return proposal_id
+
+
+def gov_vote(args: Any) -> dict[str, Any]:
+    """`gov approve`, `gov reject`, `gov withdraw`."""
+    proposal_id = _proposal_id(args.id)
+    key = _load_key(args.key)
+    client = _client(args.rpc)
+    status = _call(client, "chain_status")
+    nonce = _call(client, "account_nonce", address=bytes(key.verify_key).hex())["next_nonce"]
+    signer = Signer(key, status["chain_id"], nonce)
+    raw = getattr(signer, args.verb)(proposal_id)
+    return _with_proposal(client, _send(client, raw, no_wait=args.no_wait), proposal_id)
+
+
+def gov_list(args: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if args.status is not None:
+        params["status"] = args.status
+    if args.proposer is not None:
+        params["proposer"] = args.proposer
+    if args.action_class is not None:
+        params["class"] = args.action_class
+    if args.after is not None:
+        params["after"] = _flag_integer(args.after, "--after", 0)
+    if args.limit is not None:
+        params["limit"] = _flag_integer(args.limit, "--limit", 1)
+    return _call(_client(args.rpc), "gov_proposals", **params)
+
+
+def gov_show(args: Any) -> dict[str, Any]:
+    return _call(_client(args.rpc), "gov_proposal", id=_proposal_id(args.id))
+
+
+def gov_members(args: Any) -> dict[str, Any]:
+    return _call(_client(args.rpc), "gov_members")
+
+
+GOV_STATUSES: tuple[str, ...] = STATUSES
+GOV_CLASSES: tuple[str, ...] = ACTION_CLASSES
+
+
 # --- queries -----------------------------------------------------------------------------------------
 
 QUERY_SPECS: tuple[tuple[str, str, tuple[tuple[str, str, bool], ...]], ...] = (
     ("status", "the node's chain status", ()),
     ("block", "a block with its certificate", (("height", "block height", True),)),
-    ("validators", "the validator set", ()),
+    ("validators", "the validator set", (("height", "effective at this height (default: the next block's)",
+                                          False),)),
     ("evidence", "evidence of double signing", ()),
     ("token", "a token's terms, rules, supply and holders count", (("token", "symbol", True),)),
     ("balance", "a wallet's balance", (("token", "symbol", True), ("address", "address or key file", True),
@@ -381,7 +598,7 @@ _ADDRESS_PARAMS = {"address", "sender", "receiver"}
 
 def query(args: Any) -> Any:
     params: dict[str, Any] = {}
-    for name, _, _ in dict((q[0], q) for q in QUERY_SPECS)[args.query_name][2]:
+    for name, _, required in dict((q[0], q) for q in QUERY_SPECS)[args.query_name][2]:
         value = getattr(args, name, None)
         if value is None:
             continue
@@ -389,7 +606,8 @@ def query(args: Any) -> Any:
             try:
                 value = int(value)
             except ValueError:
-                raise CliError(f"{name}: expected an integer") from None
+                flag = name.upper() if required else f"--{name.replace('_', '-')}"
+                raise CliError(f"{flag}: expected an integer, got {value!r}", exit_code=2) from None
         elif name in _ADDRESS_PARAMS:
             value = address(value).hex()
         params[name] = value

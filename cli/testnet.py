@@ -3,9 +3,20 @@
 Layout of DIR:
     genesis.toml                   the chain every node starts from
     keys/<node>.node.json          peer-link keys; keys/<validator>.validator.json consensus keys
-    keys/admin.json                the first administrator's account key
+                                   (each config also names keys/<validator>.next.validator.json, the
+                                   key a rotation would switch to: the operator creates it when needed)
+    keys/admin.json                the first administrator's account key (and, by default, the key of
+                                   the single consortium member)
+    keys/member-<i>.json           with `members=N`: the account key of each of N members
     <node>.toml                    one config per node (validator-0 ... observer-0 ...)
     data/<node>/                   created by each node on start (store, double-sign guard)
+
+Members (docs/GOVERNANCE.md): `secledger testnet` and `make run` write one member, "consortium",
+holding the admin key and deciding every class of proposal alone (a threshold of 1 of 1:
+`members=None`), so a local network is governed like a consortium's and its walk-throughs stay
+short. `members=N` names N members deciding by 2/3 (and no administrator); `members=0`, the
+default of `generate` for the tests that build networks in-process, none at all (the
+administrator rules the chain roles and the validator set is the genesis one for good).
 """
 
 from __future__ import annotations
@@ -16,6 +27,8 @@ from pathlib import Path
 
 from ledger import Genesis, GenesisObserver, GenesisValidator
 from ledger.client import new_key
+from ledger.genesis import GenesisMember, Thresholds
+from ledger.kinds import MEMBERS_MAX
 from node.config import (
     Address,
     ConsensusSection,
@@ -30,6 +43,9 @@ from node.genesis_file import render_genesis
 from node.keys import load_key, save_key
 
 DEFAULT_PORT_BASE: int = 26600
+#: The member of a single-operator network, which holds keys/admin.json.
+CONSORTIUM_MEMBER: str = "consortium"
+__all__ = ["MEMBERS_MAX", "NodePlan", "generate", "member_keys", "plan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,14 +68,28 @@ def plan(validators: int, observers: int, port_base: int) -> list[NodePlan]:
     return nodes
 
 
+def member_keys(out: Path) -> dict[str, str]:
+    """Member id -> its key file, for the network in `out` (read back from its genesis)."""
+    import tomllib
+
+    genesis = tomllib.loads((out / "genesis.toml").read_text())
+    admin = out / "keys" / "admin.json"
+    return {m["id"]: str(admin if m["id"] == CONSORTIUM_MEMBER else out / "keys" / f"{m['id']}.json")
+            for m in genesis.get("members", ())}
+
+
 def generate(out: Path, *, validators: int = 4, observers: int = 1, host: str = "127.0.0.1",
              port_base: int = DEFAULT_PORT_BASE, chain_id: str = "secledger-local",
-             consensus: ConsensusSection | None = None) -> list[NodePlan]:
-    """Write a whole network into `out` (which must not hold one already)."""
+             consensus: ConsensusSection | None = None, members: int | None = 0) -> list[NodePlan]:
+    """Write a whole network into `out` (which must not hold one already). `members`: 0 (the
+    default here) for none; None for the single "consortium" member holding the admin key (1 of 1),
+    which is what `secledger testnet` and `make run` write; N for N members deciding by 2/3."""
     if (out / "genesis.toml").exists():
         raise FileExistsError(f"{out} already holds a network (genesis.toml exists)")
     if validators < 1:
         raise ValueError("a network needs at least one validator")
+    if members is not None and not 0 <= members <= MEMBERS_MAX:
+        raise ValueError(f"members: expected 0 to {MEMBERS_MAX}")
     keys = out / "keys"
     nodes = plan(validators, observers, port_base)
     node_keys = {}
@@ -68,7 +98,22 @@ def generate(out: Path, *, validators: int = 4, observers: int = 1, host: str = 
         node_keys[node.name] = bytes(load_key(keys / f"{node.name}.node.json").verify_key)
         if node.mode == "validator":
             save_key(keys / f"{node.name}.validator.json", new_key())
-    save_key(keys / "admin.json", new_key())
+    admins: tuple[bytes, ...] = ()
+    if not members:
+        save_key(keys / "admin.json", new_key())
+        admins = (bytes(load_key(keys / "admin.json").verify_key),)
+    consortium: tuple[GenesisMember, ...] = ()
+    thresholds = None
+    if members is None:
+        consortium = (GenesisMember(CONSORTIUM_MEMBER, "Consortium (single operator)", admins),)
+        thresholds = Thresholds(validators=(1, 1), members=(1, 1), roles=(1, 1), params=(1, 1))
+    elif members:
+        for i in range(members):
+            save_key(keys / f"member-{i}.json", new_key())
+        consortium = tuple(GenesisMember(f"member-{i}", f"Member {i}",
+                                         (bytes(load_key(keys / f"member-{i}.json").verify_key),))
+                           for i in range(members))
+        thresholds = Thresholds(validators=(2, 3), members=(2, 3), roles=(2, 3), params=(2, 3))
     genesis = Genesis(
         chain_id=chain_id,
         genesis_time_ms=time.time_ns() // 1_000_000,
@@ -77,7 +122,9 @@ def generate(out: Path, *, validators: int = 4, observers: int = 1, host: str = 
                              node_keys[n.name], 10)
             for n in nodes if n.mode == "validator"),
         observers=tuple(GenesisObserver(n.name, node_keys[n.name]) for n in nodes if n.mode == "observer"),
-        admins=(bytes(load_key(keys / "admin.json").verify_key),),
+        admins=admins,
+        members=consortium,
+        thresholds=thresholds,
     )
     (out / "genesis.toml").write_text(render_genesis(genesis))
     for node in nodes:
@@ -89,6 +136,9 @@ def generate(out: Path, *, validators: int = 4, observers: int = 1, host: str = 
                              genesis_file=(out / "genesis.toml").resolve(),
                              node_key_file=(keys / f"{node.name}.node.json").resolve(),
                              validator_key_file=(keys / f"{node.name}.validator.json").resolve()
+                             if node.mode == "validator" else None,
+                             # not written here: created by the operator before a key rotation
+                             next_validator_key_file=(keys / f"{node.name}.next.validator.json").resolve()
                              if node.mode == "validator" else None),
             p2p=P2pSection(listen=Address(host, node.p2p_port), peers=peers),
             rpc=RpcSection(listen=Address(host, node.rpc_port)),

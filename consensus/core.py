@@ -169,14 +169,33 @@ class TendermintCore:
         self._enter_height(out)
         return out
 
-    def start_height(self, height: int, validators: ValidatorSet) -> list[Action]:
+    @property
+    def signer(self) -> Signer | None:
+        """Who this core signs as (None: an observer)."""
+        return self._signer
+
+    @property
+    def voting(self) -> bool:
+        """True if this core signs at its current height: its key is in the height's set."""
+        return self._voting
+
+    def start_height(self, height: int, validators: ValidatorSet, signer: Signer | None = None) -> list[Action]:
         """Move to ``height`` (after the node applied the block below it) with its validator set,
-        then replay the messages buffered for it."""
+        then replay the messages buffered for it.
+
+        ``signer``: from this height on, sign with it instead (the chain rotated this validator's
+        consensus key). It must carry the current signer's record on, so the guard stays whole."""
         self._check_height(height)
         if not isinstance(validators, ValidatorSet):
             raise UsageError("validators must be a ValidatorSet")
         if height <= self.height and self._started:
             raise UsageError(f"start_height({height}) does not move past height {self.height}")
+        if signer is not None:
+            if self._signer is None:
+                raise UsageError("an observer's core has no signer to replace")
+            if signer.state != self._signer.state:
+                raise UsageError("a new signer must carry the current signer's record on")
+            self._signer = signer
         self._started = True
         self._reset(height, validators)
         out: list[Action] = []

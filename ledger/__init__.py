@@ -25,12 +25,13 @@ from .errors import (
     UnknownKind,
     WrongChain,
 )
-from .genesis import Genesis, GenesisObserver, GenesisValidator
+from .genesis import Genesis, GenesisMember, GenesisObserver, GenesisValidator, Thresholds
 from .reasons import Outcome
 from .tx import Transaction, decode_transaction, sign_transaction
 
 __all__ = [
-    "BadSignature", "Block", "BlockHeader", "BlockResult", "Genesis", "GenesisObserver", "GenesisValidator",
+    "BadSignature", "Block", "BlockHeader", "BlockResult", "Genesis", "GenesisMember", "GenesisObserver",
+    "GenesisValidator", "Thresholds",
     "IntegerOutOfBounds", "InvalidBlock", "InvalidBody", "InvalidGenesis", "InvalidTransaction", "Ledger",
     "LedgerError", "MalformedTransaction", "NonCanonicalEncoding", "NonceMismatch", "NotFound", "Outcome",
     "Receipt", "Signer", "StateRootMismatch", "StoreError", "Transaction", "TransactionTooLarge",

@@ -40,10 +40,15 @@ class BlockHeader:
     previous_state_root: bytes
     txs_hash: bytes
     proposer: bytes
+    #: `governance.validators_hash` of the set that certifies this block, and of the set of the
+    #: next height: an observer follows every change of the set through these, from genesis.
+    validators_hash: bytes
+    next_validators_hash: bytes
 
     def to_list(self) -> list[Any]:
         return [self.chain_id, self.height, self.time_ms, self.previous_block_hash,
-                self.previous_state_root, self.txs_hash, self.proposer]
+                self.previous_state_root, self.txs_hash, self.proposer, self.validators_hash,
+                self.next_validators_hash]
 
 
 @dataclass(frozen=True)
@@ -64,9 +69,10 @@ class Block:
 
     @classmethod
     def build(cls, *, chain_id: str, height: int, time_ms: int, previous_block_hash: bytes,
-              previous_state_root: bytes, proposer: bytes, txs: tuple[bytes, ...]) -> Block:
+              previous_state_root: bytes, proposer: bytes, txs: tuple[bytes, ...],
+              validators_hash: bytes, next_validators_hash: bytes) -> Block:
         header = BlockHeader(chain_id, height, time_ms, previous_block_hash, previous_state_root,
-                             txs_hash(txs), proposer)
+                             txs_hash(txs), proposer, validators_hash, next_validators_hash)
         return cls(header, tuple(txs))
 
     @classmethod
@@ -79,15 +85,16 @@ class Block:
         except LedgerError as exc:
             raise InvalidBlock(f"block does not decode: {exc}") from None
         if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], list)
-                and len(value[0]) == 7 and isinstance(value[1], list)):
+                and len(value[0]) == 9 and isinstance(value[1], list)):
             raise InvalidBlock("block: expected [header, txs]")
-        chain_id, height, time_ms, prev_hash, prev_root, t_hash, proposer = value[0]
+        chain_id, height, time_ms, prev_hash, prev_root, t_hash, proposer, v_hash, next_v_hash = value[0]
         ints_ok = all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**63 for x in (height, time_ms))
-        hashes_ok = all(isinstance(x, bytes) and len(x) == HASH_BYTES for x in (prev_hash, prev_root, t_hash, proposer))
+        hashes_ok = all(isinstance(x, bytes) and len(x) == HASH_BYTES
+                        for x in (prev_hash, prev_root, t_hash, proposer, v_hash, next_v_hash))
         if not (isinstance(chain_id, str) and ints_ok and hashes_ok):
             raise InvalidBlock("block header: wrong field types")
         txs = value[1]
         if len(txs) > BLOCK_TXS_MAX or not all(isinstance(tx, bytes) for tx in txs):
             raise InvalidBlock(f"block: expected at most {BLOCK_TXS_MAX} transactions as bytes")
-        header = BlockHeader(chain_id, height, time_ms, prev_hash, prev_root, t_hash, proposer)
+        header = BlockHeader(chain_id, height, time_ms, prev_hash, prev_root, t_hash, proposer, v_hash, next_v_hash)
         return cls(header, tuple(txs))

@@ -21,6 +21,7 @@ from .errors import InvalidBlock, InvalidTransaction, NonceMismatch, StateRootMi
 from .events import Event
 from .execution import check_transfer, dry_run, execute_transaction
 from .genesis import Genesis
+from .governance import validators_at, validators_hash, write_genesis
 from .reasons import OK, Outcome, Refusal
 from .state import State
 from .store import (
@@ -86,6 +87,8 @@ class Ledger:
         self.chain_id = genesis.chain_id
         # block hash -> (parent state root, its decoded transactions), from validate_block
         self._validated: OrderedDict[bytes, tuple[bytes, list[Transaction]]] = OrderedDict()
+        # ((tip height, tip block hash), (validators hash, next validators hash)) of the next block
+        self._validator_hashes: tuple[tuple[int, bytes], tuple[bytes, bytes]] | None = None
         with store.read() as txn:
             stored = store.get_meta(txn, "genesis_hash")
             found = store.get_meta(txn, "store_format", 1)  # stores from before the key were format 1
@@ -117,6 +120,7 @@ class Ledger:
         for admin in self.genesis.admins:
             state.set(layout.role("admin", admin), 1)
         state.set(layout.role_count("admin"), len(self.genesis.admins))
+        write_genesis(state, self.genesis)
         state.commit_transaction()
         accumulator = self.store.flush_state(txn, state, 0, 0)
         root = state_root(0, accumulator, self.genesis.hash)
@@ -144,10 +148,31 @@ class Ledger:
 
     def build_block(self, txs: tuple[bytes, ...], *, time_ms: int, proposer: bytes) -> Block:
         """The next block, on top of the current tip, with these transactions in this order."""
+        validators, next_validators = self.validator_hashes()
         return Block.build(chain_id=self.chain_id, height=self.tip.height + 1,
                            time_ms=max(time_ms, self.tip.time_ms + 1),
                            previous_block_hash=self.tip.block_hash,
-                           previous_state_root=self.tip.state_root, proposer=proposer, txs=txs)
+                           previous_state_root=self.tip.state_root, proposer=proposer, txs=txs,
+                           validators_hash=validators, next_validators_hash=next_validators)
+
+    def validator_hashes(self, txn: lmdb.Transaction | None = None) -> tuple[bytes, bytes]:
+        """The hashes of the validator sets of the next two heights (tip + 1 and tip + 2): both are
+        settled by the blocks up to the tip, since a change decided at H takes effect at H + 2."""
+        key = (self.tip.height, self.tip.block_hash)
+        if self._validator_hashes is None or self._validator_hashes[0] != key:
+            if txn is None:
+                with self.store.read() as read_txn:
+                    hashes = self._read_validator_hashes(read_txn)
+            else:
+                hashes = self._read_validator_hashes(txn)
+            self._validator_hashes = (key, hashes)
+        return self._validator_hashes[1]
+
+    def _read_validator_hashes(self, txn: lmdb.Transaction) -> tuple[bytes, bytes]:
+        state = self.store.state_over(txn)
+        height = self.tip.height + 1
+        return (validators_hash(validators_at(state, height)),
+                validators_hash(validators_at(state, height + 1)))
 
     def validate_block(self, block: Block, *,
                        known: Mapping[bytes, Transaction] | None = None) -> list[Transaction]:
@@ -191,7 +216,7 @@ class Ledger:
         self._validated.pop(block.hash, None)
         return result
 
-    def _check_header(self, block: Block, *, certified: bool) -> None:
+    def _check_header(self, block: Block, *, certified: bool, txn: lmdb.Transaction | None = None) -> None:
         header, tip = block.header, self.tip
         if header.chain_id != self.chain_id:
             raise InvalidBlock(f"block for chain {header.chain_id!r}")
@@ -203,6 +228,11 @@ class Ledger:
             raise InvalidBlock(f"block time {header.time_ms} not after {tip.time_ms}")
         if header.txs_hash != txs_hash(block.txs):
             raise InvalidBlock("transactions do not match the header's txs hash")
+        validators, next_validators = self.validator_hashes(txn)
+        if header.validators_hash != validators:
+            raise InvalidBlock(f"validators hash does not match the set of height {header.height}")
+        if header.next_validators_hash != next_validators:
+            raise InvalidBlock(f"next validators hash does not match the set of height {header.height + 1}")
         if header.previous_state_root != tip.state_root:
             message = (f"state root after height {tip.height} is {tip.state_root.hex()} here, "
                        f"but the block certifies {header.previous_state_root.hex()}")
@@ -231,7 +261,7 @@ class Ledger:
 
     def _execute(self, txn: lmdb.Transaction, block: Block, txs: list[Transaction], *,
                  certified: bool) -> tuple[BlockResult, ChainTip]:
-        self._check_header(block, certified=certified)
+        self._check_header(block, certified=certified, txn=txn)
         height, time_s = block.height, block.header.time_ms // 1000
         state = self.store.state_over(txn)
         receipts = []

@@ -2,7 +2,8 @@
 
 A `Signer` holds a key and the next nonce; each method builds one kind of transaction, signs it and
 returns its wire bytes, advancing the nonce. Bodies are checked exactly as the ledger will decode
-them, so a malformed transaction fails here, before it is sent.
+them, so a malformed transaction fails here, before it is sent. `Action` builds the actions of a
+governance proposal (`Signer.propose`).
 """
 
 from __future__ import annotations
@@ -145,3 +146,63 @@ class Signer:
 
     def tally(self, action_id: str) -> bytes:
         return self.sign("ballot.tally", {"id": action_id})
+
+    # consortium governance (members; docs/GOVERNANCE.md)
+    def propose(self, actions: list[dict[str, Any]], *, expires_at_height: int) -> bytes:
+        """A proposal of `Action`s, all of one class; it counts as the signer's member's approval."""
+        return self.sign("gov.propose", {"actions": actions, "expires_at_height": expires_at_height})
+
+    def approve(self, proposal: int) -> bytes:
+        return self.sign("gov.approve", {"proposal": proposal})
+
+    def reject(self, proposal: int) -> bytes:
+        return self.sign("gov.reject", {"proposal": proposal})
+
+    def withdraw(self, proposal: int) -> bytes:
+        return self.sign("gov.withdraw", {"proposal": proposal})
+
+
+class Action:
+    """The actions a proposal may carry, one builder each (shapes in `ledger.kinds.ACTIONS`)."""
+
+    @staticmethod
+    def add_validator(validator_key: bytes, node_key: bytes, power: int, address: str, name: str) -> dict[str, Any]:
+        return {"action": "validator.add", "validator_key": validator_key, "node_key": node_key, "power": power,
+                "address": address, "name": name}
+
+    @staticmethod
+    def remove_validator(validator_key: bytes) -> dict[str, Any]:
+        return {"action": "validator.remove", "validator_key": validator_key}
+
+    @staticmethod
+    def set_validator_power(validator_key: bytes, power: int) -> dict[str, Any]:
+        return {"action": "validator.set_power", "validator_key": validator_key, "power": power}
+
+    @staticmethod
+    def rotate_validator(validator_key: bytes, new_validator_key: bytes, new_node_key: bytes) -> dict[str, Any]:
+        return {"action": "validator.rotate", "validator_key": validator_key, "new_validator_key": new_validator_key,
+                "new_node_key": new_node_key}
+
+    @staticmethod
+    def add_member(member_id: str, name: str, keys: list[bytes]) -> dict[str, Any]:
+        return {"action": "member.add", "id": member_id, "name": name, "keys": sorted(keys)}
+
+    @staticmethod
+    def remove_member(member_id: str) -> dict[str, Any]:
+        return {"action": "member.remove", "id": member_id}
+
+    @staticmethod
+    def set_member_keys(member_id: str, keys: list[bytes]) -> dict[str, Any]:
+        return {"action": "member.set_keys", "id": member_id, "keys": sorted(keys)}
+
+    @staticmethod
+    def grant_role(role: str, account: bytes) -> dict[str, Any]:
+        return {"action": "role.grant", "role": role, "account": account}
+
+    @staticmethod
+    def revoke_role(role: str, account: bytes) -> dict[str, Any]:
+        return {"action": "role.revoke", "role": role, "account": account}
+
+    @staticmethod
+    def set_param(name: str, value: int) -> dict[str, Any]:
+        return {"action": "params.set", "name": name, "value": value}

@@ -375,19 +375,35 @@ def _move_between_own_wallets(state: State, symbol: str, sender: bytes, receiver
 # --- handlers: chain-wide roles ------------------------------------------------------------------
 
 
-def role_grant(ctx: Context, body: dict[str, Any]) -> None:
+def _require_admin_rule(ctx: Context) -> None:
+    """Administrators change chain roles only on a chain without members; where the genesis names
+    members, roles change by proposals of class `roles` (docs/GOVERNANCE.md)."""
+    if ctx.state.get(layout.gov_members()):
+        raise refuse(INVALID_OPERATOR, "governance_required")
     _require_role(ctx, "admin")
-    role, account = body["role"], body["account"]
+
+
+def role_grant(ctx: Context, body: dict[str, Any]) -> None:
+    _require_admin_rule(ctx)
+    grant_role(ctx, body["role"], body["account"])
+
+
+def role_revoke(ctx: Context, body: dict[str, Any]) -> None:
+    _require_admin_rule(ctx)
+    revoke_role(ctx, body["role"], body["account"])
+
+
+def grant_role(ctx: Context, role: str, account: bytes, **event_data: Any) -> None:
+    """Give `account` a chain role (an administrator's `role.grant`, or a governance action)."""
     if ctx.state.get(layout.role(role, account)) is not None:
         raise refuse(FAILURE, "role_already_held")
     ctx.state.set(layout.role(role, account), 1)
     ctx.state.set(layout.role_count(role), ctx.state.get(layout.role_count(role), 0) + 1)
-    ctx.emit("role.granted", None, (account,), role=role, account=account)
+    ctx.emit("role.granted", None, (account,), role=role, account=account, **event_data)
 
 
-def role_revoke(ctx: Context, body: dict[str, Any]) -> None:
-    _require_role(ctx, "admin")
-    role, account = body["role"], body["account"]
+def revoke_role(ctx: Context, role: str, account: bytes, **event_data: Any) -> None:
+    """Take a chain role from `account`; the last administrator stays."""
     if ctx.state.get(layout.role(role, account)) is None:
         raise refuse(FAILURE, "role_not_held")
     count = ctx.state.get(layout.role_count(role), 0)
@@ -395,7 +411,7 @@ def role_revoke(ctx: Context, body: dict[str, Any]) -> None:
         raise refuse(FAILURE, "last_admin")
     ctx.state.delete(layout.role(role, account))
     ctx.state.set(layout.role_count(role), count - 1)
-    ctx.emit("role.revoked", None, (account,), role=role, account=account)
+    ctx.emit("role.revoked", None, (account,), role=role, account=account, **event_data)
 
 
 # --- handlers: identities and claims ---------------------------------------------------------------
@@ -685,4 +701,12 @@ def _register_corporate_actions() -> None:
     HANDLERS.update(CORPORATE_HANDLERS)
 
 
+def _register_governance() -> None:
+    # Governance grants and revokes roles through `grant_role` / `revoke_role` above, and the chain
+    # reads the validator set through it, so it may be imported before or after this module: it
+    # joins its handlers to this table itself, at the end of its import (`governance._register`).
+    from . import governance  # noqa: F401
+
+
 _register_corporate_actions()
+_register_governance()

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .block import BLOCK_BYTES_MAX, BLOCK_TXS_MAX
 from .countries import ISO_3166_ALPHA2
 from .errors import IntegerOutOfBounds, InvalidBody, UnknownKind
 
@@ -43,6 +44,39 @@ PAY_BATCH_MAX: int = 500
 OPTIONS_MAX: int = 16
 CLASSES_MAX: int = 16
 HEIGHT_MAX: int = 2**62
+
+# --- governance bounds (docs/GOVERNANCE.md) ---
+
+#: Most voting power one validator may hold (the genesis and `validator.add` / `validator.set_power`).
+VOTING_POWER_MAX: int = 2**40
+#: Most consortium members, and most member keys one member may hold.
+MEMBERS_MAX: int = 64
+MEMBER_KEYS_MAX: int = 8
+#: Most actions one proposal may carry.
+ACTIONS_MAX: int = 16
+#: Largest numerator and denominator of a threshold fraction.
+THRESHOLD_PART_MAX: int = 1000
+#: The classes of governance actions; each has its own threshold.
+ACTION_CLASSES: tuple[str, ...] = ("members", "params", "roles", "validators")
+#: Chain roles a proposal may grant or revoke (`admin` is not one: see docs/GOVERNANCE.md).
+GOVERNED_ROLES: tuple[str, ...] = ("claim_issuer", "token_issuer")
+#: Chain parameters a proposal may set, with their bounds (inclusive). The timeouts have the bounds
+#: of the node config's [consensus] keys. The block limits are held inside what a block may be
+#: (`block.BLOCK_TXS_MAX`; `block.BLOCK_BYTES_MAX` less 1 MiB for the header and per-transaction
+#: framing), and `block_bytes_max` is at least the largest transaction (`tx.TX_BYTES_MAX`): no
+#: vote of the members can make a valid block impossible or a full one invalid.
+PARAM_BOUNDS: dict[str, tuple[int, int]] = {
+    "block_bytes_max": (16 * 1024, BLOCK_BYTES_MAX - 1024 * 1024),
+    "block_txs_max": (1, BLOCK_TXS_MAX),
+    "timeout_commit_ms": (0, 600_000),
+    "timeout_precommit_ms": (1, 600_000),
+    "timeout_prevote_ms": (1, 600_000),
+    "timeout_propose_ms": (1, 600_000),
+}
+_MEMBER_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
+_VALIDATOR_NAME = re.compile(r"[A-Za-z0-9._\-]{1,64}")
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+_IPV6 = re.compile(r"[0-9A-Fa-f:.]{2,45}")
 
 Checker = Callable[[str, Any], Any]
 
@@ -259,6 +293,84 @@ def options(name: str, value: Any) -> list[str]:
     return items
 
 
+member_id = _pattern(_MEMBER_ID, "a member id (A-Z a-z 0-9 . _ -; 1 to 64 characters)")
+validator_name = _pattern(_VALIDATOR_NAME, "a validator name (A-Z a-z 0-9 . _ -; 1 to 64 characters)")
+voting_power = _integer(1, VOTING_POWER_MAX)
+proposal_id = _integer(1, HEIGHT_MAX)
+expiry_height = _integer(1, HEIGHT_MAX)
+
+
+def peer_address(name: str, value: Any) -> str:
+    """"host:port": a hostname or IPv4 address, or an IPv6 address in brackets; port 1 to 65535."""
+    problem = f"{name}: expected \"host:port\" (an IPv6 host in brackets), port 1 to 65535"
+    if not isinstance(value, str) or len(value) > 261:
+        raise InvalidBody(problem)
+    host, _, port = value.rpartition(":")
+    if not port.isdigit() or len(port) > 5 or not 1 <= int(port) <= 65_535 or port != str(int(port)):
+        raise InvalidBody(problem)
+    if host.startswith("["):
+        if not host.endswith("]") or not _IPV6.fullmatch(host[1:-1]) or ":" not in host[1:-1]:
+            raise InvalidBody(problem)
+    elif not _HOSTNAME.fullmatch(host):
+        raise InvalidBody(problem)
+    return value
+
+
+def member_keys(name: str, value: Any) -> list[bytes]:
+    keys = unique_list(address, MEMBER_KEYS_MAX)(name, value)
+    if not keys:
+        raise InvalidBody(f"{name}: a member needs at least one key")
+    return keys
+
+
+def _param_set(name: str, value: Any) -> dict[str, Any]:
+    checked = record({"action": lambda n, v: v, "name": one_of(tuple(PARAM_BOUNDS)), "value": lambda n, v: v})(
+        name, value)
+    lo, hi = PARAM_BOUNDS[checked["name"]]
+    checked["value"] = _integer(lo, hi)(f"{name}.value", checked["value"])
+    return checked
+
+
+def _action(fields: dict[str, Checker]) -> Checker:
+    return record({"action": lambda n, v: v, **fields})
+
+
+#: Every governance action, its fields, and the class whose threshold decides it.
+ACTIONS: dict[str, tuple[str, Checker]] = {
+    "validator.add": ("validators", _action({"validator_key": address, "node_key": address, "power": voting_power,
+                                             "address": peer_address, "name": validator_name})),
+    "validator.remove": ("validators", _action({"validator_key": address})),
+    "validator.set_power": ("validators", _action({"validator_key": address, "power": voting_power})),
+    "validator.rotate": ("validators", _action({"validator_key": address, "new_validator_key": address,
+                                                "new_node_key": address})),
+    "member.add": ("members", _action({"id": member_id, "name": text(64), "keys": member_keys})),
+    "member.remove": ("members", _action({"id": member_id})),
+    "member.set_keys": ("members", _action({"id": member_id, "keys": member_keys})),
+    "role.grant": ("roles", _action({"role": one_of(GOVERNED_ROLES), "account": address})),
+    "role.revoke": ("roles", _action({"role": one_of(GOVERNED_ROLES), "account": address})),
+    "params.set": ("params", _param_set),
+}
+
+
+def action(name: str, value: Any) -> dict[str, Any]:
+    """One governance action: a map whose "action" names it, with exactly that action's fields."""
+    kind = value.get("action") if isinstance(value, dict) else None
+    if not isinstance(kind, str) or kind not in ACTIONS:
+        raise InvalidBody(f"{name}.action: expected one of {', '.join(ACTIONS)}")
+    return ACTIONS[kind][1](name, value)
+
+
+def actions(name: str, value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not 1 <= len(value) <= ACTIONS_MAX:
+        raise InvalidBody(f"{name}: expected 1 to {ACTIONS_MAX} actions")
+    return [action(f"{name}[{i}]", v) for i, v in enumerate(value)]
+
+
+def action_class(kind: str) -> str:
+    """The class (validators, members, roles, params) of a governance action kind."""
+    return ACTIONS[kind][0]
+
+
 def claim_value(topic: str, value: Any) -> str:
     """The value a claim of `topic` carries: a country code, an investor type, or "" for yes/no claims."""
     if topic == "country":
@@ -323,6 +435,11 @@ KINDS: dict[str, Checker] = {
     ),
     "ballot.vote": record({"id": action_id, "option": _integer(0, OPTIONS_MAX - 1)}),
     "ballot.tally": record({"id": action_id}),
+    # consortium governance (members; docs/GOVERNANCE.md)
+    "gov.propose": record({"actions": actions, "expires_at_height": expiry_height}),
+    "gov.approve": record({"proposal": proposal_id}),
+    "gov.reject": record({"proposal": proposal_id}),
+    "gov.withdraw": record({"proposal": proposal_id}),
 }
 
 

@@ -96,3 +96,67 @@ HOLDING_PREFIX = b"holding:"
 def role_count(role_name: str) -> bytes:
     """-> how many accounts hold the role (so the last administrator cannot be removed)."""
     return b"role_count:" + role_name.encode()
+
+
+# --- consortium governance (ledger/governance.py, docs/GOVERNANCE.md) -----------------------------
+# Heights and proposal ids are 8-byte big-endian, so a prefix scan walks them in order.
+
+GOV_PROPOSAL_PREFIX = b"gov_proposal:"
+GOV_VALSET_PREFIX = b"gov_valset:"
+
+
+def gov_members() -> bytes:
+    """-> tuple of the current members' ids, ascending (empty or absent: no governance)."""
+    return b"gov_members"
+
+
+def gov_member(member_id: str) -> bytes:
+    """-> {"name", "keys" (ascending), "serial", "since_height"} of one current member."""
+    return b"gov_member:" + member_id.encode()
+
+
+def gov_member_key(key: bytes) -> bytes:
+    """-> the id of the member holding this account key."""
+    return b"gov_member_key:" + key
+
+
+def gov_member_serial() -> bytes:
+    """-> the serial given to the last member added (a re-added id gets a new one, so votes cast
+    under its earlier membership do not count again)."""
+    return b"gov_member_serial"
+
+
+def gov_thresholds() -> bytes:
+    """-> {class: (numerator, denominator)} for validators, members, roles, params."""
+    return b"gov_thresholds"
+
+
+def gov_next_proposal() -> bytes:
+    """-> the id the next proposal gets (absent: 1)."""
+    return b"gov_next_proposal"
+
+
+def gov_proposal(proposal_id: int) -> bytes:
+    """-> the proposal record (see governance.py)."""
+    return GOV_PROPOSAL_PREFIX + proposal_id.to_bytes(8, "big")
+
+
+def gov_open() -> bytes:
+    """-> tuple of the ids of proposals still open (expired ones are dropped as they are met)."""
+    return b"gov_open"
+
+
+def gov_valset(effective_height: int) -> bytes:
+    """-> {"previous": effective height of the set before, "validators": ((validator_key, node_key,
+    power, address, name), ...) ascending by key, "moved": voting power moved into this set}."""
+    return GOV_VALSET_PREFIX + effective_height.to_bytes(8, "big")
+
+
+def gov_valset_latest() -> bytes:
+    """-> the effective height of the latest scheduled validator set."""
+    return b"gov_valset_latest"
+
+
+def chain_params() -> bytes:
+    """-> {name: value} of the chain parameters (block limits, consensus timeouts)."""
+    return b"chain_params"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import layout
+from . import governance, layout
 from .chain import Ledger
 from .errors import NotFound
 from .events import EVENT_KINDS
@@ -272,3 +272,124 @@ def ballot(ledger: Ledger, action_id: str) -> dict[str, Any]:
     if record is None:
         raise NotFound(f"no ballot {action_id!r}")
     return {"id": action_id, **_plain(record)}
+
+
+# --- consortium governance (docs/GOVERNANCE.md) ----------------------------------------------------
+
+
+def _validator_entries(ledger: Ledger, txn: Any, height: int) -> tuple[Any, ...]:
+    """The set effective at `height`: one cursor seek to the latest snapshot at or below it."""
+    cursor = txn.cursor(db=ledger.store.dbs["state"])
+    target = layout.gov_valset(height + 1)
+    found = cursor.prev() if cursor.set_range(target) else cursor.last()  # the greatest key below target
+    if found and cursor.key().startswith(layout.GOV_VALSET_PREFIX):
+        return decode_value(cursor.value())["validators"]
+    if txn.get(layout.gov_valset_latest(), db=ledger.store.dbs["state"]) is None:
+        # a store written before governance kept its validator set in the state: the genesis set
+        return tuple(sorted((v.validator_key, v.node_key, v.power, "", v.name) for v in ledger.genesis.validators))
+    raise AssertionError(f"no validator set at or below height {height}")  # the genesis one is at 1
+
+
+def _validators_height(ledger: Ledger, height: int | None) -> int:
+    """Heights 1 to tip + 2 (the sets scheduled by committed blocks); default: the next height's."""
+    top = ledger.tip.height + 2
+    if height is None:
+        return ledger.tip.height + 1
+    if not 1 <= height <= top:
+        raise NotFound(f"no validator set decided for height {height}: heights 1 to {top} are")
+    return height
+
+
+def validators_at(ledger: Ledger, height: int | None = None) -> list[dict[str, Any]]:
+    """The validator set effective at `height` (default: the next block's), ascending by key.
+    A set changed by a proposal executed in block H is effective from H + 2, so tip + 1 and tip + 2
+    are known already."""
+    at = _validators_height(ledger, height)
+    with ledger.store.read() as txn:
+        entries = _validator_entries(ledger, txn, at)
+    return [{"validator_key": k, "node_key": n, "power": p, "address": a, "name": name} for k, n, p, a, name in entries]
+
+
+def validators_hash(ledger: Ledger, height: int | None = None) -> bytes:
+    """`governance.validators_hash` of the set effective at `height`."""
+    at = _validators_height(ledger, height)
+    with ledger.store.read() as txn:
+        return governance.validators_hash(_validator_entries(ledger, txn, at))
+
+
+def chain_params(ledger: Ledger) -> dict[str, int]:
+    """Block limits and consensus timeouts as the chain's state holds them now."""
+    with ledger.store.read() as txn:
+        return governance.chain_params(ledger.store.state_over(txn))
+
+
+def gov_members(ledger: Ledger) -> dict[str, Any]:
+    """The current members (ascending id) and the thresholds; no members: an empty list and null."""
+    with ledger.store.read() as txn:
+        state = ledger.store.state_over(txn)
+        members = []
+        for member_id in state.get(layout.gov_members(), ()):
+            record = state.get(layout.gov_member(member_id))
+            members.append({"id": member_id, "name": record["name"], "keys": list(record["keys"]),
+                            "since_height": record["since_height"]})
+        thresholds = state.get(layout.gov_thresholds())
+    return {"members": members,
+            "thresholds": None if thresholds is None else {c: list(f) for c, f in sorted(thresholds.items())}}
+
+
+def _proposal_view(state: Any, proposal_id: int, proposal: dict[str, Any], next_height: int, *,
+                   votes: bool) -> dict[str, Any]:
+    approvals, rejections, members = governance.tally(state, proposal)
+    failure = proposal["failure"]
+    view = {
+        "id": proposal_id, "proposer": proposal["proposer"], "proposer_key": proposal["proposer_key"],
+        "class": proposal["class"], "actions": _plain(proposal["actions"]),
+        "expires_at_height": proposal["expires_at_height"], "created_height": proposal["created_height"],
+        "status": governance.status_at(proposal, next_height), "closed_height": proposal["closed_height"] or None,
+        "failure": {"code": f"0x{failure[0]:02x}", "reason": failure[1], "action": failure[2]} if failure else None,
+        "approvals": approvals, "rejections": rejections, "members": members,
+        "threshold": list(governance.threshold(state, proposal["class"])),
+    }
+    if votes:
+        view["votes"] = []
+        for member_id in sorted(proposal["votes"]):
+            vote, height, serial = proposal["votes"][member_id]
+            member = state.get(layout.gov_member(member_id))
+            view["votes"].append({"member": member_id, "vote": vote, "height": height,
+                                  "counts": member is not None and member["serial"] == serial})
+    return view
+
+
+def gov_proposals(ledger: Ledger, *, status: str | None = None, proposer: str | None = None,
+                  action_class: str | None = None, after: int | None = None, limit: int = 100) -> dict[str, Any]:
+    """Proposals in ascending id, filtered by status, proposing member and class; `next` is the
+    id to pass as `after` for the next page (null on the last page)."""
+    limit = _limit(limit)
+    next_height = ledger.tip.height + 1
+    start = layout.gov_proposal(after + 1) if after is not None else None
+    out: list[dict[str, Any]] = []
+    more = False
+    with ledger.store.read() as txn:
+        state = ledger.store.state_over(txn)
+        for key, raw in ledger.store.iter_prefix(txn, "state", layout.GOV_PROPOSAL_PREFIX, start):
+            proposal = decode_value(raw)
+            proposal_id = int.from_bytes(key[len(layout.GOV_PROPOSAL_PREFIX):], "big")
+            if (status is not None and governance.status_at(proposal, next_height) != status) \
+                    or (proposer is not None and proposal["proposer"] != proposer) \
+                    or (action_class is not None and proposal["class"] != action_class):
+                continue
+            if len(out) == limit:
+                more = True
+                break
+            out.append(_proposal_view(state, proposal_id, proposal, next_height, votes=False))
+    return {"proposals": out, "next": out[-1]["id"] if more else None}
+
+
+def gov_proposal(ledger: Ledger, proposal_id: int) -> dict[str, Any]:
+    """One proposal with every member's vote (`counts`: whether it counts toward the threshold now)."""
+    with ledger.store.read() as txn:
+        state = ledger.store.state_over(txn)
+        proposal = state.get(layout.gov_proposal(proposal_id))
+        if proposal is None:
+            raise NotFound(f"no proposal {proposal_id}")
+        return _proposal_view(state, proposal_id, proposal, ledger.tip.height + 1, votes=True)

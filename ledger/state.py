@@ -5,6 +5,11 @@ mutated in place) by key. Writes land in the current transaction's layer; `commi
 folds them into the block's layer, `rollback_transaction` drops them, so a refused transaction
 changes nothing but its nonce. Nothing reaches LMDB until the block is flushed as a whole.
 Only this module touches the layers.
+
+Transactions nest: a `begin_transaction` inside an open one opens a savepoint, whose commit folds
+its writes into the enclosing transaction and whose rollback drops only them. Governance executes
+a proposal's actions in such a savepoint, so a failing action undoes the proposal's actions but
+not the vote that triggered it.
 """
 
 from __future__ import annotations
@@ -42,19 +47,26 @@ class History(Protocol):
 class State:
     """Overlay of the current block's writes on top of a reader of the committed state."""
 
-    __slots__ = ("_read", "_block", "_tx", "_cache", "history")
+    __slots__ = ("_read", "_block", "_tx", "_outer", "_depth", "_cache", "history")
 
     def __init__(self, read: Callable[[bytes], bytes | None], history: History | None = None) -> None:
         self._read = read
         self.history = history
         self._block: dict[bytes, Any] = {}  # value, or None for a deletion
-        self._tx: dict[bytes, Any] = {}
+        self._tx: dict[bytes, Any] = {}  # the innermost open transaction's writes
+        self._outer: list[dict[bytes, Any]] = []  # the enclosing transactions' writes, outermost first
+        self._depth = 0  # open transactions
         self._cache: dict[bytes, Any] = {}  # decoded committed values, read-only
 
     # --- verbs ------------------------------------------------------------------------------
 
     def get(self, key: bytes, default: Any = None) -> Any:
         value = self._tx.get(key, _MISSING)
+        if value is _MISSING and self._outer:
+            for layer in reversed(self._outer):
+                value = layer.get(key, _MISSING)
+                if value is not _MISSING:
+                    break
         if value is _MISSING:
             value = self._block.get(key, _MISSING)
         if value is _MISSING:
@@ -73,19 +85,38 @@ class State:
         self._tx[key] = None
 
     def begin_transaction(self) -> None:
-        assert not self._tx, "a transaction is already open"
+        """Open a transaction, or a savepoint inside the open one."""
+        if self._depth:
+            self._outer.append(self._tx)
+            self._tx = {}
+        else:
+            assert not self._tx, "writes outside a transaction were neither committed nor rolled back"
+        self._depth += 1
 
     def commit_transaction(self) -> None:
-        self._block.update(self._tx)
-        self._tx.clear()
+        """Keep the innermost transaction's writes: into the enclosing one, or into the block.
+        (Writes made after a rollback, outside any transaction, are committed into the block.)"""
+        if self._outer:
+            self._outer[-1].update(self._tx)
+            self._tx = self._outer.pop()
+        else:
+            self._block.update(self._tx)
+            self._tx.clear()
+        self._depth = max(self._depth - 1, 0)
 
     def rollback_transaction(self) -> None:
-        self._tx.clear()
+        """Drop the innermost transaction's writes; the enclosing one's stay."""
+        assert self._depth, "no transaction to roll back"
+        if self._outer:
+            self._tx = self._outer.pop()
+        else:
+            self._tx.clear()
+        self._depth -= 1
 
     # --- for the block writer ---------------------------------------------------------------
 
     def block_writes(self) -> Iterator[tuple[bytes, Any]]:
         """The block's writes in key order (None = deleted), for a deterministic flush."""
-        assert not self._tx, "flush with a transaction still open"
+        assert not self._tx and not self._outer, "flush with a transaction still open"
         for key in sorted(self._block):
             yield key, self._block[key]

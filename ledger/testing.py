@@ -14,7 +14,7 @@ from nacl.signing import SigningKey
 from .block import Block
 from .chain import BlockResult, Ledger
 from .client import Signer
-from .genesis import Genesis, GenesisValidator
+from .genesis import Genesis, GenesisMember, GenesisValidator, Thresholds
 from .reasons import Outcome
 
 CHAIN_ID = "secledger-test"
@@ -34,6 +34,25 @@ def address_of(name: str) -> bytes:
 def test_genesis(chain_id: str = CHAIN_ID, admins: tuple[str, ...] = ("admin",)) -> Genesis:
     validator = GenesisValidator("v0", address_of("validator-0"), address_of("node-0"), 10)
     return Genesis(chain_id, GENESIS_TIME_MS, (validator,), (), tuple(address_of(a) for a in admins))
+
+
+def governed_genesis(members: tuple[tuple[str, tuple[str, ...]], ...] = (("m0", ("m0",)),), *,
+                     threshold: tuple[int, int] = (1, 1), thresholds: dict[str, tuple[int, int]] | None = None,
+                     validators: tuple[tuple[str, int], ...] = (("v0", 10),), admins: tuple[str, ...] = ("admin",),
+                     chain_id: str = CHAIN_ID) -> Genesis:
+    """A genesis naming consortium members: (id, names of its keys) each, one threshold for every
+    class unless `thresholds` gives some; validators (name, power) with keys named after them
+    ("validator:<name>", "node:<name>")."""
+    fractions = {c: (thresholds or {}).get(c, threshold) for c in ("validators", "members", "roles", "params")}
+    return Genesis(
+        chain_id, GENESIS_TIME_MS,
+        tuple(GenesisValidator(name, address_of(f"validator:{name}"), address_of(f"node:{name}"), power)
+              for name, power in validators),
+        (), tuple(address_of(a) for a in admins),
+        tuple(GenesisMember(member_id, f"Member {member_id}", tuple(address_of(k) for k in keys))
+              for member_id, keys in members),
+        Thresholds(**fractions),
+    )
 
 
 class LedgerHarness:

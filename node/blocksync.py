@@ -2,9 +2,10 @@
 
 Peers announce their height in `status` messages (on connect, after each commit, periodically).
 When a peer is ahead, one task asks the most advanced peer for the next blocks, checks each commit
-certificate against the genesis validator set and the block's hash, applies the block through the
-ledger (which checks the chain and the state root), and repeats until caught up; then the driver
-moves consensus to the new height. Validators and observers use the same code; no restart is
+certificate against the block's hash and the validator set of its height (which this node's own
+chain fixes: node/validator_sets.py), applies the block through the ledger (which checks the chain,
+the validators hashes and the state root), and repeats until caught up; then the driver moves
+consensus to the new height. Validators and observers use the same code; no restart is
 ever needed to catch up.
 """
 
@@ -34,7 +35,7 @@ class BlockSync:
         self,
         *,
         ledger: Ledger,
-        validators: ValidatorSet,
+        validators_at: Callable[[int], ValidatorSet],
         send: Callable[[bytes, bytes], bool],
         apply: Callable[[Block, bytes], BlockResult | None],
         on_caught_up: Callable[[], None],
@@ -42,7 +43,7 @@ class BlockSync:
         response_bytes_max: int,
     ) -> None:
         self.ledger = ledger
-        self.validators = validators
+        self.validators_at = validators_at
         self._send = send
         self._apply = apply
         self._on_caught_up = on_caught_up
@@ -167,15 +168,18 @@ class BlockSync:
         try:
             block = Block.decode(block_bytes)
             certificate = CommitCertificate.decode(cert_bytes)
-            certificate.verify(self.ledger.chain_id, self.validators, height=block.height, block_id=block.hash)
+            if block.height > self.ledger.tip.height + 1:
+                raise InvalidBlock(f"expected height {self.ledger.tip.height + 1}, got {block.height}")
+            # The set of every height up to the next is fixed by blocks this node verified itself
+            # (a change decided at H takes effect at H + 2): no peer's word goes into whom we believe.
+            certificate.verify(self.ledger.chain_id, self.validators_at(block.height), height=block.height,
+                               block_id=block.hash)
             if block.height <= self.ledger.tip.height:
                 if queries.block(self.ledger, block.height)[0] != block_bytes:
                     # Two certified blocks at one height would break agreement: say so loudly.
                     log.critical("peer %s holds another certified block at height %d than this node",
                                  peer.hex()[:12], block.height)
                 return "known"
-            if block.height != self.ledger.tip.height + 1:
-                raise InvalidBlock(f"expected height {self.ledger.tip.height + 1}, got {block.height}")
         except (InvalidBlock, InvalidCertificate, MalformedMessage) as exc:
             self.rejected_responses += 1
             log.warning("peer %s sent a block we cannot verify: %s", peer.hex()[:12], exc)

@@ -94,6 +94,9 @@ class NodeSection:
     genesis_file: Path
     node_key_file: Path  # Ed25519 key that authenticates peer links
     validator_key_file: Path | None = None  # required for a validator, forbidden for an observer
+    #: The key this validator's consensus key is being rotated to (docs/GOVERNANCE.md): signed
+    #: with from the height the chain's rotation takes effect; may be created while the node runs.
+    next_validator_key_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +240,8 @@ class _Reader:
             raise self.error("node.validator_key_file", 'required when mode = "validator"')
         if node.mode == "observer" and node.validator_key_file is not None:
             raise self.error("node.validator_key_file", 'not allowed when mode = "observer" (an observer never signs)')
+        if node.mode == "observer" and node.next_validator_key_file is not None:
+            raise self.error("node.next_validator_key_file", 'not allowed when mode = "observer" (an observer never signs)')
         if config.p2p.listen == config.rpc.listen:
             raise self.error("rpc.listen", f"same address as p2p.listen ({config.rpc.listen})")
         consensus = config.consensus
@@ -295,7 +300,7 @@ def _path(reader: _Reader, key: str, value: Any) -> Path:
 
 
 def _address(reader: _Reader, key: str, value: Any) -> Address:
-    address = _parse_address(value)
+    address = parse_address(value)
     if address is None:
         raise reader.error(key, f'expected "host:port", got {_show(value)}')
     return address
@@ -306,7 +311,7 @@ def _peers(reader: _Reader, key: str, value: Any) -> tuple[Peer, ...]:
     peers: list[Peer] = []
     for index, item in enumerate(items):
         node_key, _, rest = item.partition("@") if isinstance(item, str) else ("", "", "")
-        address = _parse_address(rest)
+        address = parse_address(rest)
         if not NODE_KEY_PATTERN.fullmatch(node_key) or address is None:
             raise reader.error(f"{key}[{index}]", f'expected "<64 hex node key>@host:port", got {_show(item)}')
         if any(peer.node_key == node_key for peer in peers):
@@ -333,7 +338,8 @@ def _array(reader: _Reader, key: str, value: Any) -> list[Any]:
     return value
 
 
-def _parse_address(value: Any) -> Address | None:
+def parse_address(value: Any) -> Address | None:
+    """A "host:port" (IPv6 in brackets) as an `Address`, or None if it is not one."""
     if not isinstance(value, str):
         return None
     match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\[\]]+):(\d{1,5})", value)
@@ -398,6 +404,7 @@ _NODE_KEYS: Final[dict[str, Parse]] = {
     "genesis_file": _path,
     "node_key_file": _path,
     "validator_key_file": _path,
+    "next_validator_key_file": _path,
 }
 
 _SECTIONS: Final[dict[str, tuple[type, dict[str, Parse]]]] = {

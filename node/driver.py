@@ -14,8 +14,10 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from nacl.signing import SigningKey
 
 from consensus.actions import (
     Action,
@@ -31,6 +33,7 @@ from consensus.certificate import CommitCertificate
 from consensus.core import TendermintCore
 from consensus.errors import MalformedMessage
 from consensus.messages import Proposal, decode_message, encode_message
+from consensus.signing import Signer as ConsensusSigner
 from consensus.validators import ValidatorSet
 from ledger import Block, BlockResult, InvalidBlock, Ledger
 
@@ -68,7 +71,7 @@ class ConsensusDriver:
         core: TendermintCore,
         ledger: Ledger,
         mempool: Mempool,
-        validators: ValidatorSet,
+        validators_at: Callable[[int], ValidatorSet],
         proposer_key: bytes,
         sign_state_file: SignStateFile,
         evidence: EvidencePool,
@@ -83,11 +86,12 @@ class ConsensusDriver:
         before_propose: Callable[[], None] | None = None,
         peers_committed: Callable[[int], bool] | None = None,
         propose_wait_ms: int = 0,
+        signing_keys: Callable[[], Sequence[SigningKey]] | None = None,
     ) -> None:
         self.core = core
         self.ledger = ledger
         self.mempool = mempool
-        self.validators = validators
+        self.validators_at = validators_at  # the set of each height, from the chain (node/validator_sets.py)
         self.proposer_key = proposer_key
         self.sign_state_file = sign_state_file
         self.evidence = evidence
@@ -113,11 +117,16 @@ class ConsensusDriver:
         self.propose_wait_ms = propose_wait_ms
         self._held_proposal: tuple[int, int] | None = None  # (height, round) waiting for peers
         self._held_proposal_timer: asyncio.TimerHandle | None = None
+        # Every consensus key this validator holds: the chain may rotate it to another of them.
+        self._signing_keys = signing_keys
 
     # --- start / stop ----------------------------------------------------------------------------
 
     def start(self) -> None:
         self._run(self.core.start())
+        if self.core.signer is not None and not self.core.voting:
+            log.warning("this validator's key is not in the validator set of height %d: it follows the "
+                        "chain without voting", self.core.height)
         self._replay_wal()
 
     def _replay_wal(self) -> None:
@@ -387,7 +396,28 @@ class ConsensusDriver:
         self._awaiting.clear()
         for block_id in [k for k, b in self._blocks.items() if b.height < height]:
             del self._blocks[block_id]
-        self._run(self.core.start_height(height, self.validators))
+        validators = self.validators_at(height)
+        was_voting = self.core.voting
+        signer = self._rotated_signer(height, validators)
+        self._run(self.core.start_height(height, validators, signer))
+        if was_voting and not self.core.voting:
+            log.warning("this validator is not in the validator set from height %d on: it follows the "
+                        "chain and serves reads without voting", height)
+
+    def _rotated_signer(self, height: int, validators: ValidatorSet) -> ConsensusSigner | None:
+        """A signer for the key the chain rotated this validator to, if it did so at `height`."""
+        current = self.core.signer
+        if current is None or current.public_key in validators or self._signing_keys is None:
+            return None
+        for key in self._signing_keys():
+            public_key = bytes(key.verify_key)
+            if public_key != current.public_key and public_key in validators:
+                log.warning("consensus key rotated at height %d: signing as %s instead of %s", height,
+                            public_key.hex()[:16], current.public_key.hex()[:16])
+                self.proposer_key = public_key
+                # The record goes on: the guard covers this node, whichever key it signs with.
+                return ConsensusSigner(key, current.chain_id, current.state)
+        return None
 
     def _remember(self, block: Block) -> None:
         self._blocks[block.hash] = block

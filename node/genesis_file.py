@@ -34,6 +34,12 @@ def render_genesis(genesis: Genesis) -> str:
         "# chain_id: names the chain; transactions signed for another chain are refused.\n"
         "# validators: consensus key, peer-link key and voting power of each member.\n"
         "# observers: peer-link keys of read-only nodes (regulators) allowed to connect.\n"
-        "# admins: account keys that may appoint claim issuers and token issuers.\n\n"
+        "# admins: account keys that may appoint claim issuers and token issuers (on a chain without members).\n"
     )
-    return header + tomli_w.dumps(genesis.to_dict())
+    if genesis.members:
+        header += (
+            "# members: the consortium; each member's account keys sign its proposals and votes.\n"
+            "# thresholds: [numerator, denominator] of the members whose approval executes a proposal,\n"
+            "#   per class of action (validators, members, roles, params); see docs/GOVERNANCE.md.\n"
+        )
+    return header + "\n" + tomli_w.dumps(genesis.to_dict())

@@ -10,9 +10,9 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ledger import NotFound as LedgerNotFound
-from ledger import queries
+from ledger import governance, queries
 from ledger.events import EVENT_KINDS
-from ledger.kinds import AMOUNT_MAX
+from ledger.kinds import ACTION_CLASSES, AMOUNT_MAX
 
 from .mempool import MempoolRefusal
 from .rpc import (
@@ -39,6 +39,7 @@ HEIGHT = {"type": "integer", "minimum": 0, "maximum": 2**62}
 SYMBOL = {"type": "string", "pattern": "^[A-Z0-9][A-Z0-9.\\-]{0,15}$"}
 IDENTITY = {"type": "string", "pattern": "^[A-Za-z0-9._:\\-]{1,64}$"}
 ACTION_ID = IDENTITY
+MEMBER = {"type": "string", "pattern": "^[A-Za-z0-9._\\-]{1,64}$"}
 AMOUNT = {"type": "integer", "minimum": 1, "maximum": AMOUNT_MAX}
 LIMIT = {"type": "integer", "minimum": 1, "maximum": queries.PAGE_LIMIT_MAX}
 OBJECT = {"type": "object"}
@@ -127,9 +128,11 @@ def build_registry(node: Node) -> MethodRegistry:
         except LedgerNotFound as exc:
             raise _not_found(exc) from None
 
-    async def validators_list() -> list[dict[str, Any]]:
-        return [{"name": v.name, "validator_key": v.validator_key.hex(), "node_key": v.node_key.hex(),
-                 "power": v.power} for v in node.genesis.validators]
+    async def validators_list(height: int | None = None) -> list[dict[str, Any]]:
+        try:
+            return jsonable(queries.validators_at(ledger(), height))
+        except LedgerNotFound as exc:
+            raise _not_found(exc) from None
 
     async def evidence_list() -> list[dict[str, Any]]:
         return node.evidence.describe()
@@ -142,8 +145,10 @@ def build_registry(node: Node) -> MethodRegistry:
                            (), OBJECT, chain_status))
     registry.add(RpcMethod("block_get", "A committed block with its commit certificate.",
                            (Param("height", HEIGHT),), OBJECT, block_get, errors=(ErrorCode.NOT_FOUND,)))
-    registry.add(RpcMethod("validators_list", "The validator set from the genesis.", (),
-                           {"type": "array"}, validators_list))
+    registry.add(RpcMethod("validators_list", "The validator set effective at a height (default: the next "
+                           "block's), ascending by key; heights 1 to the tip + 2 are decided.",
+                           (Param("height", {**HEIGHT, "minimum": 1}, required=False),),
+                           {"type": "array"}, validators_list, errors=(ErrorCode.NOT_FOUND,)))
     registry.add(RpcMethod("evidence_list", "Evidence of validators that signed conflicting messages.", (),
                            {"type": "array"}, evidence_list))
     registry.add(RpcMethod("account_nonce", "The next nonce an account should sign with (pending included).",
@@ -249,6 +254,41 @@ def build_registry(node: Node) -> MethodRegistry:
                            OBJECT, distribution_get, errors=(ErrorCode.NOT_FOUND,)))
     registry.add(RpcMethod("ballot_get", "A ballot: question, options, window and running tallies.",
                            (Param("id", ACTION_ID),), OBJECT, ballot_get, errors=(ErrorCode.NOT_FOUND,)))
+
+    # --- consortium governance (docs/GOVERNANCE.md) ------------------------------------------------------
+
+    async def gov_proposals(**filters: Any) -> dict[str, Any]:
+        # `class` is a Python keyword, hence the keyword arguments
+        return jsonable(queries.gov_proposals(
+            ledger(), status=filters.get("status"), proposer=filters.get("proposer"),
+            action_class=filters.get("class"), after=filters.get("after"), limit=filters.get("limit", 100)))
+
+    async def gov_proposal(id: int) -> dict[str, Any]:
+        try:
+            return jsonable(queries.gov_proposal(ledger(), id))
+        except LedgerNotFound as exc:
+            raise _not_found(exc) from None
+
+    async def gov_members() -> dict[str, Any]:
+        return jsonable(queries.gov_members(ledger()))
+
+    async def chain_params() -> dict[str, Any]:
+        return queries.chain_params(ledger())
+
+    proposal_id = {"type": "integer", "minimum": 1, "maximum": 2**62}
+    registry.add(RpcMethod("gov_proposals", "Governance proposals in ascending id, filtered by status, proposing "
+                           "member and class, paginated (`next` is the `after` of the next page).",
+                           (Param("status", {"type": "string", "enum": list(governance.STATUSES)}, required=False),
+                            Param("proposer", MEMBER, required=False, description="member id"),
+                            Param("class", {"type": "string", "enum": list(ACTION_CLASSES)}, required=False),
+                            Param("after", proposal_id, required=False), Param("limit", LIMIT, required=False)),
+                           OBJECT, gov_proposals))
+    registry.add(RpcMethod("gov_proposal", "One governance proposal with its actions, status, tally and votes.",
+                           (Param("id", proposal_id),), OBJECT, gov_proposal, errors=(ErrorCode.NOT_FOUND,)))
+    registry.add(RpcMethod("gov_members", "The consortium's current members and the thresholds per class.", (),
+                           OBJECT, gov_members))
+    registry.add(RpcMethod("chain_params", "The chain parameters: block limits and consensus timeouts.", (),
+                           OBJECT, chain_params))
 
     # --- subscriptions -------------------------------------------------------------------------------
 

@@ -15,28 +15,30 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from nacl.signing import SigningKey
+
 from consensus.certificate import CommitCertificate
 from consensus.core import TendermintCore
 from consensus.signing import Signer as ConsensusSigner
 from consensus.timeouts import TimeoutConfig
-from consensus.validators import Validator, ValidatorSet
 from ledger import Block, BlockResult, Ledger, Transaction, queries
 
 from . import wire
 from .blocksync import BlockSync
 from .byzantine import Byzantine, mode_from_environment
-from .config import NodeConfig
+from .config import NodeConfig, parse_address
 from .consensus_wal import ConsensusWal
 from .driver import BlockLimits, ConsensusDriver
 from .evidence_pool import EvidencePool
 from .genesis_file import load_genesis
 from .gossip_ingest import GossipIngest
-from .keys import load_key
+from .keys import KeyFileError, load_key
 from .mempool import Mempool, MempoolRefusal
 from .p2p import PeerAddress, PeerConfig, PeerManager
 from .rpc import RpcServer
 from .rpc_api import build_registry, event_matches, jsonable
 from .sign_guard import SignStateFile
+from .validator_sets import ValidatorSets
 
 log = logging.getLogger("secledger.node")
 
@@ -61,12 +63,18 @@ class Node:
         self.observer = config.node.mode == "observer"
         self.node_key = load_key(config.node.node_key_file)
         self.validator_key = None if self.observer else load_key(config.node.validator_key_file)
-        self.validators = ValidatorSet(Validator(v.validator_key, v.power) for v in self.genesis.validators)
+        self._next_validator_key: SigningKey | None = None  # loaded once its file exists
         self.observer_keys = frozenset(o.node_key for o in self.genesis.observers) | frozenset(
             bytes.fromhex(k) for k in config.p2p.allowed_keys)
         home = Path(config.node.home)
         home.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger.open(str(home / "store"), self.genesis)
+        self.validator_sets = ValidatorSets(self.ledger)
+        if self.validator_key is not None:
+            # After a rotation took effect, a restarted node signs with the key the chain holds.
+            upcoming = self.validator_sets.at(self.ledger.tip.height + 1)
+            self.validator_key = next((k for k in self.signing_keys() if bytes(k.verify_key) in upcoming),
+                                      self.validator_key)
         self.mempool = Mempool(self.ledger, txs_max=config.mempool.txs_max, bytes_max=config.mempool.bytes_max)
         self.evidence = EvidencePool(home / "evidence.log")
         self.halted: str | None = None
@@ -77,9 +85,10 @@ class Node:
         self._last_status_height = -1
         block_bytes_max = config.consensus.block_bytes_max
         message_bytes_max = max(config.p2p.frame_bytes_max, block_bytes_max + (1 << 20))
+        self._admitted = self._admitted_keys()
         self.peers = PeerManager(
             self.node_key,
-            allowed_keys=self.genesis.node_keys | self.observer_keys,
+            allowed_keys=self._admitted,
             on_message=self._on_peer_message,
             persistent_peers=[PeerAddress(bytes.fromhex(p.node_key), p.address.host, p.address.port)
                               for p in config.p2p.peers],
@@ -89,7 +98,7 @@ class Node:
                               send_queue_bytes_max=max(32 << 20, 2 * message_bytes_max),
                               dial_backoff_max_ms=config.p2p.dial_backoff_max_ms),
         )
-        self.sync = BlockSync(ledger=self.ledger, validators=self.validators, send=self.peers.send,
+        self.sync = BlockSync(ledger=self.ledger, validators_at=self.validator_sets.at, send=self.peers.send,
                               apply=self._apply_synced, on_caught_up=self._on_caught_up, on_halt=self.halt,
                               response_bytes_max=message_bytes_max - (64 << 10))
         self.driver: ConsensusDriver | None = None
@@ -114,16 +123,53 @@ class Node:
                                  prevote_ms=c.timeout_prevote_ms, prevote_delta_ms=c.timeout_prevote_delta_ms,
                                  precommit_ms=c.timeout_precommit_ms,
                                  precommit_delta_ms=c.timeout_precommit_delta_ms, cap_ms=c.timeout_round_max_ms)
-        core = TendermintCore(self.chain_id, self.validators, signer, self.ledger.tip.height + 1, timeouts)
+        height = self.ledger.tip.height + 1
+        core = TendermintCore(self.chain_id, self.validator_sets.at(height), signer, height, timeouts)
         return ConsensusDriver(
-            core=core, ledger=self.ledger, mempool=self.mempool, validators=self.validators,
+            core=core, ledger=self.ledger, mempool=self.mempool, validators_at=self.validator_sets.at,
             proposer_key=bytes(self.validator_key.verify_key), sign_state_file=sign_state_file,
             evidence=self.evidence, broadcast=self._broadcast_to_validators, on_commit=self._on_commit,
             on_halt=self.halt, request_missing_block=lambda _height: self.sync.kick(),
             limits=BlockLimits(c.block_txs_max, c.block_bytes_max), timeout_commit_ms=c.timeout_commit_ms,
             empty_block_interval_ms=c.empty_block_interval_ms, wal=ConsensusWal(home / "consensus_wal"),
             before_propose=lambda: self._ingest.drain(PROPOSE_DRAIN_S),
-            peers_committed=self._peers_committed, propose_wait_ms=PROPOSE_WAIT_MS)
+            peers_committed=self._peers_committed, propose_wait_ms=PROPOSE_WAIT_MS,
+            signing_keys=self.signing_keys)
+
+    def signing_keys(self) -> list[SigningKey]:
+        """The consensus keys this validator holds: its key and, once its file exists, the key the
+        chain may rotate it to (node.next_validator_key_file)."""
+        keys = [] if self.validator_key is None else [self.validator_key]
+        path = self.config.node.next_validator_key_file
+        if self._next_validator_key is None and path is not None and path.is_file():
+            try:
+                self._next_validator_key = load_key(path)
+            except KeyFileError as exc:
+                log.error("node.next_validator_key_file: %s", exc)
+        if self._next_validator_key is not None and self._next_validator_key not in keys:
+            keys.append(self._next_validator_key)
+        return keys
+
+    def _admitted_keys(self) -> frozenset[bytes]:
+        """Who may hold a peer link: the validators of the next two heights, as this node's chain
+        says (a validator added by governance is let in as soon as its change is decided, so it can
+        sync before its first height; a removed one is cut once it is in neither set), and the
+        non-voting peers the genesis and the config name (observers, followers)."""
+        tip = self.ledger.tip.height
+        return (self.validator_sets.node_keys_at(tip + 1) | self.validator_sets.node_keys_at(tip + 2)
+                | self.observer_keys)
+
+    def _follow_validator_set(self) -> None:
+        """After a commit: admit and dial the validators the chain added, cut those it removed."""
+        admitted = self._admitted_keys()
+        if admitted == self._admitted:
+            return
+        self._admitted = admitted
+        self.peers.set_allowed_keys(admitted)
+        for entry in queries.validators_at(self.ledger, self.ledger.tip.height + 2):
+            address = parse_address(entry["address"]) if entry["address"] else None
+            if address is not None and entry["node_key"] != self.peers.node_key:
+                self.peers.add_persistent_peer(PeerAddress(entry["node_key"], address.host, address.port))
 
     # --- start / stop ----------------------------------------------------------------------------------
 
@@ -225,7 +271,8 @@ class Node:
         h = block.header
         return {"height": h.height, "hash": block.hash, "chain_id": h.chain_id, "time_ms": h.time_ms,
                 "previous_block_hash": h.previous_block_hash, "previous_state_root": h.previous_state_root,
-                "txs_hash": h.txs_hash, "proposer": h.proposer, "txs": list(block.txs),
+                "txs_hash": h.txs_hash, "proposer": h.proposer, "validators_hash": h.validators_hash,
+                "next_validators_hash": h.next_validators_hash, "txs": list(block.txs),
                 "state_root": queries.state_root_at(self.ledger, height),
                 "certificate": {"height": cert.height, "round": cert.round, "block_id": cert.block_id,
                                 "precommits": [{"validator": k, "signature": s} for k, s in cert.precommits],
@@ -251,6 +298,7 @@ class Node:
                                         "data": event.data, "tx": receipt.tx_hash, "height": result.height,
                                         "tx_index": index, "event_index": event_index})
                     self.rpc.publish("events", payload, event_matches)
+        self._follow_validator_set()
         # Gossip first: a peer that hears of this commit then holds every transaction our clients
         # gave us before it (the proposer of the next height waits for that; see the driver).
         self._send_gossip()

@@ -66,13 +66,16 @@ def free_port_base(count: int) -> int:
 
 class LocalNetwork:
     def __init__(self, directory: Path, *, validators: int = 4, observers: int = 1,
-                 consensus: ConsensusSection = FAST_CONSENSUS) -> None:
+                 consensus: ConsensusSection = FAST_CONSENSUS, members: int | None = 0) -> None:
+        """`members`: as `cli.testnet.generate` takes it: 0 (no members: keys/admin.json grants roles
+        directly), None (the single member holding the admin key that `secledger testnet` writes),
+        or N (N members deciding by 2/3)."""
         from cli.testnet import generate
 
         self.directory = directory
         base = free_port_base(2 * (validators + observers))
         self.plans = generate(directory, validators=validators, observers=observers, port_base=base,
-                              consensus=consensus)
+                              consensus=consensus, members=members)
         self.configs: dict[str, NodeConfig] = {p.name: load_config(directory / p.config_file) for p in self.plans}
         self.nodes: dict[str, Node] = {}
 

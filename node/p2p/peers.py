@@ -336,9 +336,10 @@ class PeerManager:
     def set_allowed_keys(self, keys: Iterable[bytes]) -> None:
         """Replace the allow-list (say, on a validator-set change); links to keys now refused are cut.
 
-        Persistent peers stay allowed whatever `keys` says.
+        A persistent peer off the list is neither dialled nor admitted until it is on it again: the
+        list says who may talk to us, the persistent peers only where to find them.
         """
-        self._allowed = set(keys) | set(self._persistent)
+        self._allowed = set(keys)
         for key, link in list(self._links.items()):
             if key not in self._allowed and not link.conn.closed:
                 log.info("p2p cutting %s: no longer on the allow-list", key.hex())
@@ -574,6 +575,9 @@ class PeerManager:
         failures = 0
         while True:
             link = self._links.get(peer.node_key)
+            if link is None and peer.node_key not in self._allowed:
+                await asyncio.sleep(self._config.dial_backoff_max_ms / 1000)  # off the list for now
+                continue
             if link is None and peer.node_key < self._public_key:
                 # The link the lower key dials wins a simultaneous dial anyway: give it a head
                 # start, so that both ends rarely handshake twice only to drop one link.
@@ -630,6 +634,9 @@ class PeerManager:
         except ConnectionClosed as exc:
             self.stats.dial_failures += 1
             log.debug("p2p dial %s failed: %s", peer.node_key.hex()[:16], exc)
+            return None
+        if peer.node_key not in self._allowed:  # taken off the list while the handshake ran
+            conn.close("not on the allow-list")
             return None
         return self._admit(conn, outbound=True)
 

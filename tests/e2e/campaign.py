@@ -34,7 +34,7 @@ from typing import Any
 
 from consensus.certificate import CommitCertificate
 from consensus.validators import Validator, ValidatorSet
-from ledger.client import Signer
+from ledger.client import Action, Signer
 from ledger.testing import FAR_FUTURE_S, key_for
 from node.byzantine import ENVIRONMENT_VARIABLE as BYZANTINE_VARIABLE
 from node.keys import load_key
@@ -430,13 +430,17 @@ class Campaign:
     # --- set-up -------------------------------------------------------------------------------------
 
     async def _set_up(self) -> dict[str, Signer]:
-        """Admin appoints a KYC provider and an issuer; investors with claims; a token; balances."""
+        """The consortium's single member (`secledger testnet`'s default, holding keys/admin.json)
+        appoints a KYC provider and an issuer by a proposal it decides alone; investors with claims;
+        a token; balances."""
         client = self.clients[self.net.validators[0]]
-        admin = Signer(load_key(self.net.directory / "keys" / "admin.json"), CHAIN_ID)
+        member = Signer(load_key(self.net.directory / "keys" / "admin.json"), CHAIN_ID)
         kyc, issuer, agent = (Signer(key_for(f"campaign-{n}"), CHAIN_ID) for n in ("kyc", "issuer", "agent"))
         signers = {name: Signer(key_for(f"campaign-{name}"), CHAIN_ID) for name in INVESTORS}
+        top = (await client.call("chain_status"))["height"]
         batches: list[list[bytes]] = [
-            [admin.grant_role("claim_issuer", kyc.address), admin.grant_role("token_issuer", issuer.address)],
+            [member.propose([Action.grant_role("claim_issuer", kyc.address),
+                             Action.grant_role("token_issuer", issuer.address)], expires_at_height=top + 1000)],
             [raw for name in INVESTORS for raw in (
                 kyc.register_identity(name, [signers[name].address]),
                 kyc.grant_claim(name, "kyc", FAR_FUTURE_S),

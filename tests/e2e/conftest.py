@@ -44,11 +44,12 @@ def wait_until(predicate, timeout_s: float, what: str) -> None:
 class ProcessNetwork:
     """Nodes as separate `secledger start` processes; every one is killed when the test ends."""
 
-    def __init__(self, directory: Path, validators: int = 4, observers: int = 1) -> None:
+    def __init__(self, directory: Path, validators: int = 4, observers: int = 1, members: int | None = None) -> None:
         self.directory = directory
         base = free_port_base(2 * (validators + observers))
         out = subprocess.run([SECLEDGER, "testnet", "--validators", str(validators), "--observers", str(observers),
-                              "--out", str(directory), "--port-base", str(base)],
+                              "--out", str(directory), "--port-base", str(base),
+                              *(["--members", str(members)] if members is not None else [])],
                              check=True, capture_output=True, text=True)
         self.nodes = {n["name"]: n for n in json.loads(out.stdout)["nodes"]}
         self.processes: dict[str, subprocess.Popen] = {}

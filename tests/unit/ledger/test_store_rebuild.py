@@ -113,7 +113,7 @@ def test_a_store_of_an_older_format_is_refused_by_name(chain):
     with chain.ledger.store.write() as txn:
         chain.ledger.store.put_meta(txn, "store_format", 1)
     chain.ledger.close()
-    with pytest.raises(StoreError, match="format 1, this secledger reads format 2"):
+    with pytest.raises(StoreError, match=f"format 1, this secledger reads format {STORE_FORMAT}"):
         Ledger.open(path, chain.genesis)
     store = Store(path)
     with store.write() as txn:
@@ -178,6 +178,8 @@ def _replace_header(block: Block, **changes) -> Block:
     ({"previous_block_hash": b"\x01" * 32}, "previous block hash"),
     ({"time_ms": 0}, "not after"),
     ({"txs_hash": b"\x02" * 32}, "txs hash"),
+    ({"validators_hash": b"\x04" * 32}, "validators hash does not match the set of height"),
+    ({"next_validators_hash": b"\x05" * 32}, "next validators hash does not match"),
 ])
 def test_header_checks(chain, snapshot, change, message):
     block = _replace_header(chain.block([chain.signer("admin").grant_role("admin", address_of("x"))]), **change)

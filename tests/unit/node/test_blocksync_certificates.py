@@ -9,6 +9,7 @@ forgery here is refused: nothing is applied, and the peer's answer counts as rej
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import msgpack
@@ -18,8 +19,7 @@ from nacl.signing import SigningKey
 from cli.testnet import generate
 from consensus.certificate import CommitCertificate
 from consensus.messages import MessageType, Vote, sign_bytes
-from consensus.validators import Validator, ValidatorSet
-from ledger import Block, Ledger
+from ledger import Block, GenesisValidator, Ledger
 from ledger.testing import test_genesis as genesis_for_tests
 from node import wire
 from node.blocksync import BlockSync
@@ -27,6 +27,7 @@ from node.config import load_config
 from node.keys import load_key
 from node.p2p.peers import PeerManager
 from node.service import Node
+from node.validator_sets import ValidatorSets
 
 PEER = b"\x07" * 32
 
@@ -113,8 +114,8 @@ async def feed(sync: BlockSync, sent: list[tuple[bytes, bytes]], answers: list[w
 @pytest.fixture
 def four_validators(tmp_path):
     keys = [SigningKey(bytes([i + 1]) * 32) for i in range(4)]
-    genesis = genesis_for_tests()
-    validators = ValidatorSet(Validator(bytes(k.verify_key), 10) for k in keys)
+    genesis = dataclasses.replace(genesis_for_tests(), validators=tuple(
+        GenesisValidator(f"v{i}", bytes(k.verify_key), bytes([i + 50]) * 32, 10) for i, k in enumerate(keys)))
     chain = CertifiedChain(tmp_path / "source", genesis, keys)
     chain.grow(3)
     ledger = Ledger.open(str(tmp_path / "syncing"), genesis)
@@ -126,7 +127,7 @@ def four_validators(tmp_path):
         return result
 
     sent: list[tuple[bytes, bytes]] = []
-    sync = BlockSync(ledger=ledger, validators=validators,
+    sync = BlockSync(ledger=ledger, validators_at=ValidatorSets(ledger).at,
                      send=lambda peer, data: sent.append((peer, data)) or True, apply=apply,
                      on_caught_up=lambda: None, on_halt=pytest.fail, response_bytes_max=1 << 20)
     yield chain, ledger, sync, sent, applied

@@ -29,7 +29,7 @@ class _Core:
 def make_driver(chain, tmp_path, core, mempool, **hooks) -> ConsensusDriver:
     proposer = chain.address("alice")
     return ConsensusDriver(
-        core=core, ledger=chain.ledger, mempool=mempool, validators=ValidatorSet([Validator(proposer, 1)]),
+        core=core, ledger=chain.ledger, mempool=mempool, validators_at=lambda height: ValidatorSet([Validator(proposer, 1)]),
         proposer_key=proposer, sign_state_file=SignStateFile(tmp_path / "sign_state.bin"),
         evidence=EvidencePool(tmp_path / "evidence"), broadcast=lambda frame: None,
         on_commit=lambda result, block: None, on_halt=lambda reason: None,

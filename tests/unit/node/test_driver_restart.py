@@ -30,7 +30,7 @@ def start_driver(chain: LedgerHarness, home, *, missing: list[int], committed: l
                           ConsensusSigner(KEY, chain.ledger.chain_id, sign_state.load()),
                           chain.ledger.tip.height + 1, TimeoutConfig())
     driver = ConsensusDriver(
-        core=core, ledger=chain.ledger, mempool=Mempool(chain.ledger), validators=VALIDATORS,
+        core=core, ledger=chain.ledger, mempool=Mempool(chain.ledger), validators_at=lambda height: VALIDATORS,
         proposer_key=bytes(KEY.verify_key), sign_state_file=sign_state, evidence=EvidencePool(home / "evidence"),
         broadcast=lambda frame: None, on_commit=lambda result, block: committed.append(result.height),
         on_halt=lambda reason: pytest.fail(reason), request_missing_block=missing.append,

@@ -95,7 +95,7 @@ class Validator1:
         core = TendermintCore(CHAIN_ID, VALIDATORS, ConsensusSigner(KEY, CHAIN_ID, sign_state.load()),
                               self.chain.ledger.tip.height + 1, FAST)
         driver = ConsensusDriver(
-            core=core, ledger=self.chain.ledger, mempool=Mempool(self.chain.ledger), validators=VALIDATORS,
+            core=core, ledger=self.chain.ledger, mempool=Mempool(self.chain.ledger), validators_at=lambda height: VALIDATORS,
             proposer_key=PUBLIC_KEY, sign_state_file=sign_state, evidence=EvidencePool(self.home / "evidence"),
             broadcast=broadcast, on_commit=lambda result, block: self.committed.append(result.height),
             on_halt=lambda reason: pytest.fail(reason), request_missing_block=lambda height: None,

@@ -50,3 +50,26 @@ def test_key_files(tmp_path):
         load_key(tmp_path / "bad.json")
     with pytest.raises(KeyFileError, match="no such key file"):
         load_key(tmp_path / "missing.json")
+
+
+def test_a_genesis_with_members_round_trips_and_its_errors_name_file_and_key(tmp_path):
+    from ledger.testing import governed_genesis
+
+    genesis = governed_genesis(members=(("bank-a", ("a1", "a2")), ("bank-b", ("b1",))), threshold=(2, 3))
+    path = tmp_path / "genesis.toml"
+    path.write_text(render_genesis(genesis))
+    assert load_genesis(path) == genesis and load_genesis(path).hash == genesis.hash
+    assert "# members:" in path.read_text() and "# thresholds:" in path.read_text()
+    path.write_text(path.read_text().replace('id = "bank-b"', 'id = "bank-a"'))
+    with pytest.raises(GenesisFileError) as error:
+        load_genesis(path)
+    assert str(path) in str(error.value) and "members[1].id: 'bank-a' is already the id of members[0]" in str(error.value)
+    # the example's commented members table is the format the loader reads
+    text = EXAMPLE.read_text()
+    example = "\n".join(line[2:] if line.startswith("# ") and ("=" in line or line.startswith("# [")) else line
+                        for line in text[text.index("# [[members]]"):].splitlines())
+    example = example.replace('"<64 hex digits>", "<64 hex digits>"', '"' + "22" * 32 + '", "' + "33" * 32 + '"')
+    example = example.replace('"<64 hex digits>"', '"' + "11" * 32 + '"')
+    path.write_text(EXAMPLE.read_text() + "\n" + example)
+    members = load_genesis(path).members
+    assert [m.id for m in members] == ["bank-a", "bank-b"] and len(members[1].keys) == 2

@@ -35,7 +35,7 @@ def close(node: Node) -> None:
 
 @pytest.fixture
 def testnet(tmp_path: Path) -> Path:
-    generate(tmp_path, validators=1, observers=1)
+    generate(tmp_path, validators=1, observers=1, members=0)  # the admin key grants roles itself
     return tmp_path
 
 
