@@ -81,7 +81,10 @@ WAIT_SLICE_MS: int = 2_000
 #: Log lines that must never appear in any node's log (a node halted or met an unverifiable block).
 FORBIDDEN_LOG_LINES = ("HALTED", "cannot verify", "reports state root", "Traceback")
 
-FAULT_KINDS: tuple[str, ...] = ("kill", "pause", "cut_pair", "isolate", "wipe", "observer_kill")
+FAULT_KINDS: tuple[str, ...] = ("kill", "pause", "cut_pair", "isolate", "wipe", "observer_kill", "power")
+#: The `power` fault: the consortium raises a validator's power by a proposal, then lowers it back
+#: (10 -> 13 moves less than a third of the set's 40; the set of every height changes twice).
+POWER_RAISED: int = 13
 #: In a Byzantine run the liar is the one faulty validator: faults touch only it and the observer.
 BYZANTINE_FAULT_KINDS: tuple[str, ...] = ("kill", "pause", "isolate", "observer_kill")
 
@@ -542,6 +545,13 @@ class Campaign:
             await asyncio.sleep(hold_s)
             for other in others:
                 net.heal(victim, other)
+        elif kind == "power":
+            key = load_key(net.directory / "keys" / f"{victim}.validator.json").verify_key
+            base = next(v["power"] for v in await self._any_client().call("validators_list")
+                        if v["validator_key"] == bytes(key).hex())
+            await self._set_power(bytes(key), POWER_RAISED)
+            await asyncio.sleep(hold_s)
+            await self._set_power(bytes(key), base)
         elif kind == "observer_kill":
             victim = rng.choice(net.observers)
             record.target = victim
@@ -555,6 +565,21 @@ class Campaign:
         restarted = victim if kind in ("kill", "wipe", "observer_kill") else None
         await self._require_progress(f"after healing {kind} of {record.target}", restarted)
         record.progress_s = round(time.monotonic() - healed, 1)
+
+    def _any_client(self) -> RpcClient:
+        return self.clients[next(n for n in self.net.validators if n in self.net.up_nodes())]
+
+    async def _set_power(self, validator_key: bytes, power: int) -> None:
+        """A membership change, as the consortium's single member decides it: in one block."""
+        client = self._any_client()
+        member = Signer(load_key(self.net.directory / "keys" / "admin.json"), CHAIN_ID)
+        member.nonce = (await client.call("account_nonce", address=member.address.hex()))["next_nonce"]
+        top = (await client.call("chain_status"))["height"]
+        raw = member.propose([Action.set_validator_power(validator_key, power)], expires_at_height=top + 1000)
+        tx_hash = (await client.call("tx_submit", tx=raw.hex()))["hash"]
+        result = await _wait_in_block(client, tx_hash, 30_000)
+        if result is None or result["status"] != "committed":
+            raise CampaignFailure("liveness", f"the power change {tx_hash} was {result}")
 
     async def _require_progress(self, what: str, restarted: str | None) -> None:
         """Every up node reaches (the highest height now) + PROGRESS_HEIGHTS within the bound; a
@@ -596,9 +621,11 @@ class Campaign:
                 raise CampaignFailure("safety", f"{name} halted: {status['halted']}")
         top = min(s["height"] for s in statuses.values())
         self.report.height = top
-        validator_set = ValidatorSet(
-            Validator(bytes.fromhex(v["validator_key"]), v["power"])
-            for v in await self.clients[names[0]].call("validators_list"))
+        # the set of each height, as the first node's chain says (the others hold the same blocks)
+        sets: dict[int, ValidatorSet] = {}
+        for h in range(1, top + 1):
+            listed = await self.clients[names[0]].call("validators_list", height=h)
+            sets[h] = ValidatorSet(Validator(bytes.fromhex(v["validator_key"]), v["power"]) for v in listed)
 
         # identical blocks, previous state roots and state roots at every height, certificates valid
         semaphore = asyncio.Semaphore(16)
@@ -618,7 +645,7 @@ class Campaign:
                                               f"{names[0]} has {reference[key]}")
                 try:
                     CommitCertificate.decode(bytes.fromhex(b["certificate"]["encoded"])).verify(
-                        CHAIN_ID, validator_set, height=h, block_id=bytes.fromhex(b["hash"]))
+                        CHAIN_ID, sets[h], height=h, block_id=bytes.fromhex(b["hash"]))
                 except Exception as exc:
                     raise CampaignFailure("safety", f"height {h}: {name}'s certificate: {exc}") from None
 
