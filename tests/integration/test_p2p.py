@@ -201,6 +201,23 @@ async def test_observer_that_only_one_side_dials_connects() -> None:
         await validator.manager.stop()
 
 
+async def test_a_persistent_peer_taken_off_the_list_is_cut_and_not_redialled_until_it_is_back() -> None:
+    """A validator the chain removed may still be in a node's config as a persistent peer: the
+    chain's list decides (docs/GOVERNANCE.md, section 13), on both ends."""
+    async with _network(3) as (a, b, c):
+        for node in (a, b, c):  # b leaves the set: the others drop it, it drops them
+            others = {n.key for n in (a, b, c) if n is not node and (node is b or n is not b)}
+            node.manager.set_allowed_keys(set() if node is b else others)
+        await _until(lambda: a.manager.connected_peers() == {c.key} and c.manager.connected_peers() == {a.key})
+        dials = a.manager.stats.dials + c.manager.stats.dials
+        await asyncio.sleep(0.5)  # several backoffs: nobody dials b while it is off the list
+        assert b.key not in a.manager.connected_peers() | c.manager.connected_peers()
+        assert a.manager.stats.dials + c.manager.stats.dials == dials
+        for node in (a, b, c):  # back in the set
+            node.manager.set_allowed_keys({n.key for n in (a, b, c) if n is not node})
+        await _until(lambda: _full_mesh([a, b, c]))
+
+
 async def test_stop_closes_every_link_and_leaves_no_task_running() -> None:
     before = asyncio.all_tasks()
     async with _network(3) as nodes:
