@@ -21,7 +21,7 @@ from .errors import InvalidBlock, InvalidTransaction, NonceMismatch, StateRootMi
 from .events import Event
 from .execution import check_transfer, dry_run, execute_transaction
 from .genesis import Genesis
-from .governance import validators_at, validators_hash, write_genesis
+from .governance import chain_params, validators_at, validators_hash, write_genesis
 from .reasons import OK, Outcome, Refusal
 from .state import State
 from .store import (
@@ -186,6 +186,7 @@ class Ledger:
         txs = self._decode_txs(block, known or {}, check_signatures=True)
         with self.store.read() as txn:
             state = self.store.state_over(txn)
+            _check_block_limits(state, block)
             expected: dict[bytes, int] = {}
             for index, tx in enumerate(txs):
                 want = expected.get(tx.signer)
@@ -264,6 +265,7 @@ class Ledger:
         self._check_header(block, certified=certified, txn=txn)
         height, time_s = block.height, block.header.time_ms // 1000
         state = self.store.state_over(txn)
+        _check_block_limits(state, block)
         receipts = []
         for index, tx in enumerate(txs):
             try:
@@ -373,3 +375,14 @@ class Ledger:
             except Refusal as refusal:
                 return refusal.outcome
         return OK
+
+
+def _check_block_limits(state: State, block: Block) -> None:
+    """A block holds at most the chain's `block_txs_max` transactions of `block_bytes_max` bytes in
+    all, as the members set them (docs/GOVERNANCE.md): a limit every node checks alike."""
+    params = chain_params(state)
+    if len(block.txs) > params["block_txs_max"]:
+        raise InvalidBlock(f"{len(block.txs)} transactions, the chain allows {params['block_txs_max']}")
+    size = sum(len(tx) for tx in block.txs)
+    if size > params["block_bytes_max"]:
+        raise InvalidBlock(f"{size} bytes of transactions, the chain allows {params['block_bytes_max']}")

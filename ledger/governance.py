@@ -71,12 +71,12 @@ APPROVE, REJECT = "approve", "reject"
 
 
 def write_genesis(state: State, genesis: Genesis) -> None:
-    """Write the genesis validator set (effective at height 1), the chain parameters and, if the
-    genesis names them, the members and thresholds. Call inside the genesis state transaction."""
+    """Write the genesis validator set (effective at height 1) and, if the genesis names them, the
+    members and thresholds; the chain parameters start at their defaults (none is voted yet).
+    Call inside the genesis state transaction."""
     validators = tuple(sorted((v.validator_key, v.node_key, v.power, "", v.name) for v in genesis.validators))
     state.set(layout.gov_valset(1), {"previous": 0, "validators": validators, "moved": 0})
     state.set(layout.gov_valset_latest(), 1)
-    state.set(layout.chain_params(), dict(PARAM_DEFAULTS))
     if not genesis.members:
         return
     assert genesis.thresholds is not None
@@ -140,7 +140,14 @@ def member_of(state: State, key: bytes) -> str | None:
 
 
 def chain_params(state: State) -> dict[str, int]:
-    return dict(state.get(layout.chain_params()) or PARAM_DEFAULTS)
+    """Every chain parameter: the members' value where a proposal set one, else the default."""
+    return {**PARAM_DEFAULTS, **voted_params(state)}
+
+
+def voted_params(state: State) -> dict[str, int]:
+    """The parameters a proposal has set. Timeouts the members never voted on stay each node's own
+    (its config's); block limits are the chain's either way (docs/GOVERNANCE.md, section 7)."""
+    return dict(state.get(layout.chain_params()) or {})
 
 
 def tally(state: State, proposal: dict[str, Any]) -> tuple[int, int, int]:
@@ -521,11 +528,9 @@ def role_revoke(ctx: Context, proposal_id: int, act: dict[str, Any]) -> None:
 
 
 def params_set(ctx: Context, proposal_id: int, act: dict[str, Any]) -> None:
-    params = chain_params(ctx.state)
     name, value = act["name"], act["value"]
-    old = params[name]
-    params[name] = value
-    ctx.state.set(layout.chain_params(), params)
+    old = chain_params(ctx.state)[name]
+    ctx.state.set(layout.chain_params(), {**voted_params(ctx.state), name: value})
     ctx.emit("params.changed", None, (), proposal=proposal_id, name=name, old=old, value=value)
 
 

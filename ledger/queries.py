@@ -323,6 +323,12 @@ def chain_params(ledger: Ledger) -> dict[str, int]:
         return governance.chain_params(ledger.store.state_over(txn))
 
 
+def voted_params(ledger: Ledger) -> dict[str, int]:
+    """The chain parameters the members have set by proposals (the others are defaults)."""
+    with ledger.store.read() as txn:
+        return governance.voted_params(ledger.store.state_over(txn))
+
+
 def gov_members(ledger: Ledger) -> dict[str, Any]:
     """The current members (ascending id) and the thresholds; no members: an empty list and null."""
     with ledger.store.read() as txn:

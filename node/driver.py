@@ -34,6 +34,7 @@ from consensus.core import TendermintCore
 from consensus.errors import MalformedMessage
 from consensus.messages import Proposal, decode_message, encode_message
 from consensus.signing import Signer as ConsensusSigner
+from consensus.timeouts import TimeoutConfig
 from consensus.validators import ValidatorSet
 from ledger import Block, BlockResult, InvalidBlock, Ledger
 
@@ -64,6 +65,15 @@ class BlockLimits:
     bytes_max: int
 
 
+@dataclass(frozen=True, slots=True)
+class ConsensusParams:
+    """What a height runs with: the block limits, the round timeouts and the commit wait."""
+
+    limits: BlockLimits
+    timeouts: TimeoutConfig
+    commit_ms: int
+
+
 class ConsensusDriver:
     def __init__(
         self,
@@ -87,6 +97,7 @@ class ConsensusDriver:
         peers_committed: Callable[[int], bool] | None = None,
         propose_wait_ms: int = 0,
         signing_keys: Callable[[], Sequence[SigningKey]] | None = None,
+        consensus_params: Callable[[], ConsensusParams] | None = None,
     ) -> None:
         self.core = core
         self.ledger = ledger
@@ -119,6 +130,8 @@ class ConsensusDriver:
         self._held_proposal_timer: asyncio.TimerHandle | None = None
         # Every consensus key this validator holds: the chain may rotate it to another of them.
         self._signing_keys = signing_keys
+        # Block limits and timeouts as the chain's members set them, read at each height.
+        self._consensus_params = consensus_params
 
     # --- start / stop ----------------------------------------------------------------------------
 
@@ -396,6 +409,9 @@ class ConsensusDriver:
         self._awaiting.clear()
         for block_id in [k for k, b in self._blocks.items() if b.height < height]:
             del self._blocks[block_id]
+        if self._consensus_params is not None:
+            params = self._consensus_params()
+            self.limits, self.core.timeouts, self.timeout_commit_ms = params.limits, params.timeouts, params.commit_ms
         validators = self.validators_at(height)
         was_voting = self.core.voting
         signer = self._rotated_signer(height, validators)

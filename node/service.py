@@ -28,7 +28,7 @@ from .blocksync import BlockSync
 from .byzantine import Byzantine, mode_from_environment
 from .config import NodeConfig, parse_address
 from .consensus_wal import ConsensusWal
-from .driver import BlockLimits, ConsensusDriver
+from .driver import BlockLimits, ConsensusDriver, ConsensusParams
 from .evidence_pool import EvidencePool
 from .genesis_file import load_genesis
 from .gossip_ingest import GossipIngest
@@ -64,6 +64,7 @@ class Node:
         self.node_key = load_key(config.node.node_key_file)
         self.validator_key = None if self.observer else load_key(config.node.validator_key_file)
         self._next_validator_key: SigningKey | None = None  # loaded once its file exists
+        self._params: tuple[dict[str, int], ConsensusParams] | None = None  # (voted, derived)
         self.observer_keys = frozenset(o.node_key for o in self.genesis.observers) | frozenset(
             bytes.fromhex(k) for k in config.p2p.allowed_keys)
         home = Path(config.node.home)
@@ -118,23 +119,42 @@ class Node:
         assert self.validator_key is not None
         sign_state_file = SignStateFile(home / "sign_state.bin")
         signer = ConsensusSigner(self.validator_key, self.chain_id, sign_state_file.load())
-        c = self.config.consensus
-        timeouts = TimeoutConfig(propose_ms=c.timeout_propose_ms, propose_delta_ms=c.timeout_propose_delta_ms,
-                                 prevote_ms=c.timeout_prevote_ms, prevote_delta_ms=c.timeout_prevote_delta_ms,
-                                 precommit_ms=c.timeout_precommit_ms,
-                                 precommit_delta_ms=c.timeout_precommit_delta_ms, cap_ms=c.timeout_round_max_ms)
+        params = self.consensus_params()
         height = self.ledger.tip.height + 1
-        core = TendermintCore(self.chain_id, self.validator_sets.at(height), signer, height, timeouts)
+        core = TendermintCore(self.chain_id, self.validator_sets.at(height), signer, height, params.timeouts)
         return ConsensusDriver(
             core=core, ledger=self.ledger, mempool=self.mempool, validators_at=self.validator_sets.at,
             proposer_key=bytes(self.validator_key.verify_key), sign_state_file=sign_state_file,
             evidence=self.evidence, broadcast=self._broadcast_to_validators, on_commit=self._on_commit,
             on_halt=self.halt, request_missing_block=lambda _height: self.sync.kick(),
-            limits=BlockLimits(c.block_txs_max, c.block_bytes_max), timeout_commit_ms=c.timeout_commit_ms,
-            empty_block_interval_ms=c.empty_block_interval_ms, wal=ConsensusWal(home / "consensus_wal"),
+            limits=params.limits, timeout_commit_ms=params.commit_ms,
+            empty_block_interval_ms=self.config.consensus.empty_block_interval_ms, wal=ConsensusWal(home / "consensus_wal"),
             before_propose=lambda: self._ingest.drain(PROPOSE_DRAIN_S),
             peers_committed=self._peers_committed, propose_wait_ms=PROPOSE_WAIT_MS,
-            signing_keys=self.signing_keys)
+            signing_keys=self.signing_keys, consensus_params=self.consensus_params)
+
+    def consensus_params(self) -> ConsensusParams:
+        """This height's block limits and timeouts: the chain's block limits (a node proposes no
+        more than its config allows either), and the chain's timeouts where the members voted one,
+        else this node's config (docs/GOVERNANCE.md, section 7)."""
+        voted = queries.voted_params(self.ledger)
+        if self._params is not None and self._params[0] == voted:
+            return self._params[1]
+        chain = queries.chain_params(self.ledger)
+        c = self.config.consensus
+        propose, prevote, precommit, commit = (
+            voted.get(f"timeout_{name}_ms", getattr(c, f"timeout_{name}_ms"))
+            for name in ("propose", "prevote", "precommit", "commit"))
+        params = ConsensusParams(
+            limits=BlockLimits(min(c.block_txs_max, chain["block_txs_max"]),
+                               min(c.block_bytes_max, chain["block_bytes_max"])),
+            timeouts=TimeoutConfig(propose_ms=propose, propose_delta_ms=c.timeout_propose_delta_ms,
+                                   prevote_ms=prevote, prevote_delta_ms=c.timeout_prevote_delta_ms,
+                                   precommit_ms=precommit, precommit_delta_ms=c.timeout_precommit_delta_ms,
+                                   cap_ms=max(c.timeout_round_max_ms, propose, prevote, precommit)),
+            commit_ms=commit)
+        self._params = (voted, params)
+        return params
 
     def signing_keys(self) -> list[SigningKey]:
         """The consensus keys this validator holds: its key and, once its file exists, the key the

@@ -639,3 +639,33 @@ def test_a_rebuild_reproduces_the_governance_state(make, snapshot):
     assert h.ledger.verify_accumulator()
     h.ledger.rebuild()
     assert snapshot(h.ledger) == before
+
+
+def test_the_chain_refuses_a_block_over_the_limits_its_members_set(make):
+    from ledger import InvalidBlock
+
+    h = make()
+    assert queries.voted_params(h.ledger) == {}  # at genesis nothing is voted: the defaults hold
+    outcome, _, _ = propose(h, "m0", Action.set_param("block_txs_max", 2))
+    assert outcome.ok and queries.voted_params(h.ledger) == {"block_txs_max": 2}
+    signer = h.signer("m0")
+    three = h.block([signer.reject(99), signer.reject(98), signer.reject(97)])
+    with pytest.raises(InvalidBlock, match="3 transactions, the chain allows 2"):
+        h.ledger.validate_block(three)
+    with pytest.raises(InvalidBlock, match="the chain allows 2"):
+        h.ledger.apply_block(three, b"certified")  # a certified block is checked the same way
+    signer.nonce -= 3
+    assert len(h.commit(signer.reject(99), signer.reject(98)).receipts) == 2
+
+
+def test_block_bytes_limit(make):
+    from ledger import InvalidBlock
+
+    h = make()
+    propose(h, "m0", Action.set_param("block_bytes_max", 16_384))
+    signer = h.signer("m0")
+    big = [signer.propose([Action.grant_role("claim_issuer", A(f"x{i}")) for i in range(16)],
+                          expires_at_height=h.ledger.tip.height + 50) for _ in range(20)]
+    assert sum(map(len, big)) > 16_384
+    with pytest.raises(InvalidBlock, match="bytes of transactions, the chain allows 16384"):
+        h.ledger.validate_block(h.block(big))

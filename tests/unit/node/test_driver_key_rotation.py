@@ -4,6 +4,7 @@ rotation takes effect, proposes under it, and keeps its double-sign guard across
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 from nacl.signing import SigningKey
@@ -18,7 +19,7 @@ from ledger import queries
 from ledger.block import Block
 from ledger.testing import LedgerHarness
 from node import wire
-from node.driver import BlockLimits, ConsensusDriver
+from node.driver import BlockLimits, ConsensusDriver, ConsensusParams
 from node.evidence_pool import EvidencePool
 from node.mempool import Mempool
 from node.sign_guard import SignStateFile
@@ -27,6 +28,10 @@ OLD, NEW = SigningKey(bytes([1]) * 32), SigningKey(bytes([2]) * 32)
 ROTATED_AT = 3
 FAST = TimeoutConfig(propose_ms=50, propose_delta_ms=10, prevote_ms=50, prevote_delta_ms=10,
                      precommit_ms=50, precommit_delta_ms=10)
+
+
+#: What the chain would hand each height (node.service.Node.consensus_params).
+PARAMS = ConsensusParams(BlockLimits(50, 1 << 19), dataclasses.replace(FAST, prevote_ms=60), 5)
 
 
 def set_of(key: SigningKey) -> ValidatorSet:
@@ -54,8 +59,8 @@ async def test_the_driver_switches_to_the_rotated_key_at_its_height(tmp_path):
         core=core, ledger=chain.ledger, mempool=Mempool(chain.ledger), validators_at=validators_at,
         proposer_key=bytes(OLD.verify_key), sign_state_file=sign_state, evidence=EvidencePool(tmp_path / "ev"),
         broadcast=broadcast, on_commit=lambda result, block: None, on_halt=pytest.fail,
-        request_missing_block=lambda height: None, limits=BlockLimits(100, 1 << 20), timeout_commit_ms=5,
-        signing_keys=lambda: [OLD, NEW])
+        request_missing_block=lambda height: None, limits=BlockLimits(100, 1 << 20), timeout_commit_ms=1_000,
+        signing_keys=lambda: [OLD, NEW], consensus_params=lambda: PARAMS)
     driver.start()
     for _ in range(500):
         if chain.ledger.tip.height >= ROTATED_AT + 1:
@@ -63,6 +68,7 @@ async def test_the_driver_switches_to_the_rotated_key_at_its_height(tmp_path):
         await asyncio.sleep(0.01)
     driver.stop()
     assert chain.ledger.tip.height >= ROTATED_AT + 1
+    assert (driver.core.timeouts, driver.limits, driver.timeout_commit_ms) == (PARAMS.timeouts, PARAMS.limits, 5)
     for message in signed:
         expected = OLD if message.height < ROTATED_AT else NEW
         assert message.signer == bytes(expected.verify_key), message
