@@ -198,16 +198,21 @@ async def test_an_observer_refuses_a_forged_chain(tmp_path, monkeypatch, kind):
         chain.close()
 
 
+async def asked(sync: BlockSync, sent: list[tuple[bytes, bytes]]) -> None:
+    """Announce a peer ahead of us and wait until sync asks it for blocks."""
+    sync.on_status(PEER, wire.Status(3, b"\x00" * 32, b"\x00" * 32))
+    for _ in range(100):
+        if sent:
+            return
+        await asyncio.sleep(0.01)
+
+
 @pytest.mark.asyncio
 async def test_cancelling_the_sync_task_ends_it_even_while_it_waits_for_a_peer(four_validators):
     """Shutdown cancels every task and waits for it: a sync loop that took the cancellation for a
     lost peer would go on asking, and the node's shutdown would never finish."""
     _, _, sync, sent, _ = four_validators
-    sync.on_status(PEER, wire.Status(3, b"\x00" * 32, b"\x00" * 32))
-    for _ in range(100):
-        if sent:
-            break
-        await asyncio.sleep(0.01)
+    await asked(sync, sent)
     assert sent and sync.syncing  # waiting for the peer's answer
     task = sync._task
     task.cancel()
@@ -218,11 +223,7 @@ async def test_cancelling_the_sync_task_ends_it_even_while_it_waits_for_a_peer(f
 @pytest.mark.asyncio
 async def test_a_peer_that_goes_away_mid_request_is_not_a_shutdown(four_validators):
     chain, ledger, sync, sent, applied = four_validators
-    sync.on_status(PEER, wire.Status(3, b"\x00" * 32, b"\x00" * 32))
-    for _ in range(100):
-        if sent:
-            break
-        await asyncio.sleep(0.01)
+    await asked(sync, sent)
     sent.clear()
     sync.on_peer_down(PEER)  # its pending answer is cancelled, not the sync task
     await asyncio.sleep(0.01)
