@@ -18,6 +18,10 @@ from .errors import InvalidGenesis
 from .kinds import ACTION_CLASSES, MEMBER_KEYS_MAX, MEMBERS_MAX, THRESHOLD_PART_MAX, VOTING_POWER_MAX
 
 _CHAIN_ID = re.compile(r"[a-z0-9][a-z0-9._\-]{0,63}")
+#: What a chain id may be (for tools that check one before they write a genesis).
+CHAIN_ID_PATTERN: re.Pattern[str] = _CHAIN_ID
+#: The same rule in words, as `Genesis.from_dict` states it.
+CHAIN_ID_RULE: str = "lower-case letters, digits, '.', '_' or '-' (1 to 64)"
 _NAME = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 _MEMBER_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 #: Longest display name of a member (as `member.add` allows).
@@ -127,7 +131,7 @@ class Genesis:
             raise InvalidGenesis(f"genesis: unknown key {key!r}")
         chain_id = data.get("chain_id")
         if not isinstance(chain_id, str) or not _CHAIN_ID.fullmatch(chain_id):
-            raise InvalidGenesis("chain_id: expected lower-case letters, digits, '.', '_' or '-' (1 to 64)")
+            raise InvalidGenesis(f"chain_id: expected {CHAIN_ID_RULE}")
         time_ms = data.get("genesis_time_ms")
         if not isinstance(time_ms, int) or isinstance(time_ms, bool) or not 0 <= time_ms < 2**53:
             raise InvalidGenesis("genesis_time_ms: expected a unix time in milliseconds")

@@ -27,6 +27,7 @@ import tomli_w
 
 MODES: Final[tuple[str, ...]] = ("validator", "observer")
 LOG_LEVELS: Final[tuple[str, ...]] = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS: Final[tuple[str, ...]] = ("text", "json")
 MONIKER_PATTERN: Final[re.Pattern[str]] = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 NODE_KEY_PATTERN: Final[re.Pattern[str]] = re.compile(r"[0-9a-f]{64}")
 """An Ed25519 public key as 64 lower-case hex digits."""
@@ -102,6 +103,9 @@ class NodeSection:
 @dataclass(frozen=True, slots=True)
 class P2pSection:
     listen: Address = Address("127.0.0.1", 26656)
+    #: Where nodes on other hosts dial this one, when that is not `listen` (a DNS name, an address
+    #: behind NAT): what `secledger init` puts on the node's card. Not used by the node itself.
+    external_address: Address | None = None
     peers: tuple[Peer, ...] = ()
     allowed_keys: tuple[str, ...] = ()  # node keys allowed to connect beyond the peers (observers)
     frame_bytes_max: int = 1_048_576  # largest encrypted frame on a peer link
@@ -141,6 +145,15 @@ class ConsensusSection:
 @dataclass(frozen=True, slots=True)
 class LogSection:
     level: str = "info"
+    format: str = "text"  # "json": one JSON object per line (node/ops/logs.py)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSection:
+    """[metrics]: Prometheus text format at GET /metrics on its own address (docs/OPERATIONS.md)."""
+
+    enabled: bool = False
+    listen: Address = Address("127.0.0.1", 26660)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +164,7 @@ class NodeConfig:
     mempool: MempoolSection = field(default_factory=MempoolSection)
     consensus: ConsensusSection = field(default_factory=ConsensusSection)
     log: LogSection = field(default_factory=LogSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
 
 
 # --- public ---------------------------------------------------------------------------------------
@@ -244,6 +258,10 @@ class _Reader:
             raise self.error("node.next_validator_key_file", 'not allowed when mode = "observer" (an observer never signs)')
         if config.p2p.listen == config.rpc.listen:
             raise self.error("rpc.listen", f"same address as p2p.listen ({config.rpc.listen})")
+        if config.metrics.enabled:
+            for other in ("p2p", "rpc"):
+                if config.metrics.listen == getattr(config, other).listen:
+                    raise self.error("metrics.listen", f"same address as {other}.listen ({config.metrics.listen})")
         consensus = config.consensus
         for name in ("timeout_propose_ms", "timeout_prevote_ms", "timeout_precommit_ms"):
             if getattr(consensus, name) > consensus.timeout_round_max_ms:
@@ -286,6 +304,12 @@ def _choice(options: tuple[str, ...]) -> Parse:
     return parse
 
 
+def _boolean(reader: _Reader, key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise reader.error(key, f"expected true or false, got {_show(value)}")
+    return value
+
+
 def _moniker(reader: _Reader, key: str, value: Any) -> str:
     if not isinstance(value, str) or not MONIKER_PATTERN.fullmatch(value):
         raise reader.error(key, f"expected 1-64 letters, digits, '.', '_' or '-', got {_show(value)}")
@@ -304,6 +328,10 @@ def _address(reader: _Reader, key: str, value: Any) -> Address:
     if address is None:
         raise reader.error(key, f'expected "host:port", got {_show(value)}')
     return address
+
+
+def _optional_address(reader: _Reader, key: str, value: Any) -> Address | None:
+    return None if value == "" else _address(reader, key, value)
 
 
 def _peers(reader: _Reader, key: str, value: Any) -> tuple[Peer, ...]:
@@ -413,6 +441,7 @@ _SECTIONS: Final[dict[str, tuple[type, dict[str, Parse]]]] = {
         P2pSection,
         {
             "listen": _address,
+            "external_address": _optional_address,
             "peers": _peers,
             "allowed_keys": _node_keys,
             "frame_bytes_max": _integer(4_096, 67_108_864),
@@ -447,7 +476,8 @@ _SECTIONS: Final[dict[str, tuple[type, dict[str, Parse]]]] = {
             "block_bytes_max": _integer(1_024, 1_073_741_824),
         },
     ),
-    "log": (LogSection, {"level": _choice(LOG_LEVELS)}),
+    "log": (LogSection, {"level": _choice(LOG_LEVELS), "format": _choice(LOG_FORMATS)}),
+    "metrics": (MetricsSection, {"enabled": _boolean, "listen": _address}),
 }
 
 # The parser tables and the dataclasses must name the same keys, or a key would be unreadable.

@@ -132,6 +132,10 @@ class ConsensusDriver:
         self._signing_keys = signing_keys
         # Block limits and timeouts as the chain's members set them, read at each height.
         self._consensus_params = consensus_params
+        #: Told `(stage, seconds)` after each timed step, for metrics (node/ops/metrics.py):
+        #: "validate" (judging a proposed block), "apply" (the ledger's write of a decided block),
+        #: "commit" (apply and the node's bookkeeping after it), "sign_state_save" (the guard's fsync).
+        self.on_timing: Callable[[str, float], None] | None = None
 
     # --- start / stop ----------------------------------------------------------------------------
 
@@ -231,7 +235,9 @@ class ConsensusDriver:
                 return
             match action:
                 case PersistSignState(state):
+                    started = time.perf_counter()
                     self.sign_state_file.save(state)
+                    self._timed("sign_state_save", started)
                 case Broadcast(message):
                     self._send(message)
                 case ScheduleTimeout(height, round_, step, duration_ms):
@@ -342,11 +348,14 @@ class ConsensusDriver:
         if block.header.time_ms > now_ms() + CLOCK_DRIFT_MAX_MS:
             log.info("block %s is too far in the future", block.hash.hex()[:12])
             return False
+        started = time.perf_counter()
         try:
             txs = self.ledger.validate_block(block, known=self.mempool.transactions)
         except InvalidBlock as exc:
             log.warning("proposed block %s at height %d is invalid: %s", block.hash.hex()[:12], block.height, exc)
             return False
+        finally:
+            self._timed("validate", started)
         self.mempool.note_proposed(txs)
         self._keep_in_wal(block)
         return True
@@ -374,14 +383,17 @@ class ConsensusDriver:
 
     def commit(self, block: Block, certificate: bytes) -> BlockResult | None:
         """Apply a decided block; on a divergence, halt loudly rather than go on."""
+        started = time.perf_counter()
         try:
             result = self.ledger.apply_block(block, certificate, known=self.mempool.transactions)
         except Exception as exc:  # StateRootMismatch, InvalidBlock of a certified block, disk errors
             self._on_halt(f"cannot apply certified block {block.height}: {type(exc).__name__}: {exc}")
             return None
+        self._timed("apply", started)
         committed_at = asyncio.get_running_loop().time()
         self._on_commit(result, block)
         self._schedule_next_height(committed_at)
+        self._timed("commit", started)
         return result
 
     def _schedule_next_height(self, committed_at: float) -> None:
@@ -434,6 +446,10 @@ class ConsensusDriver:
                 # The record goes on: the guard covers this node, whichever key it signs with.
                 return ConsensusSigner(key, current.chain_id, current.state)
         return None
+
+    def _timed(self, stage: str, started: float) -> None:
+        if self.on_timing is not None:
+            self.on_timing(stage, time.perf_counter() - started)
 
     def _remember(self, block: Block) -> None:
         self._blocks[block.hash] = block

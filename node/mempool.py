@@ -10,7 +10,7 @@ new state and the transactions that remain. Every refusal names its reason.
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
 
 import lmdb
@@ -62,6 +62,9 @@ class Mempool:
         self._in_proposal: set[bytes] = set()  # in a proposed block this node judged valid
         self._txn: lmdb.Transaction | None = None
         self._overlay = self._fresh_overlay()
+        # For metrics (node/ops/metrics.py), by source ("client" or "peer"); they only go up.
+        self.admissions: Counter[str] = Counter()
+        self.refusals: Counter[tuple[str, str]] = Counter()  # (source, reason)
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -86,7 +89,14 @@ class Mempool:
     def add(self, raw: bytes, *, check_rules: bool = True) -> Transaction:
         """Admit `raw` or raise `MempoolRefusal`. Transactions gossiped by peers are admitted with
         `check_rules=False`: a rule refusal is still recorded on chain, and the peer's view decides."""
-        return self.admit(self.decode(raw, verify_signature=True), check_rules=check_rules)
+        source = "client" if check_rules else "peer"
+        try:
+            tx = self.admit(self.decode(raw, verify_signature=True), check_rules=check_rules)
+        except MempoolRefusal as refusal:
+            self.refusals[source, refusal.reason] += 1
+            raise
+        self.admissions[source] += 1
+        return tx
 
     def decode(self, raw: bytes, *, verify_signature: bool) -> Transaction:
         """The first half of admission: bounds, duplicates, and the transaction's own form. A node

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from .genesis_file import load_genesis
 from .gossip_ingest import GossipIngest
 from .keys import KeyFileError, load_key
 from .mempool import Mempool, MempoolRefusal
+from .ops import Operations
 from .p2p import PeerAddress, PeerConfig, PeerManager
 from .rpc import RpcServer
 from .rpc_api import build_registry, event_matches, jsonable
@@ -98,6 +100,7 @@ class Node:
             config=PeerConfig(message_bytes_max=message_bytes_max,
                               send_queue_bytes_max=max(32 << 20, 2 * message_bytes_max),
                               dial_backoff_max_ms=config.p2p.dial_backoff_max_ms),
+            network_id=self.genesis.hash,  # a key reused on another chain fails at the handshake
         )
         self.sync = BlockSync(ledger=self.ledger, validators_at=self.validator_sets.at, send=self.peers.send,
                               apply=self._apply_synced, on_caught_up=self._on_caught_up, on_halt=self.halt,
@@ -114,6 +117,7 @@ class Node:
                              request_bytes_max=config.rpc.request_bytes_max,
                              batch_length_max=config.rpc.batch_length_max, read_only=self.observer,
                              call_timeout_ms=RPC_CALL_TIMEOUT_MS)
+        self.ops = Operations(self)  # metrics, /health and /ready, the periodic summary (node/ops/)
 
     def _build_driver(self, home: Path) -> ConsensusDriver:
         assert self.validator_key is not None
@@ -174,10 +178,11 @@ class Node:
         """Who may hold a peer link: the validators of the next two heights, as this node's chain
         says (a validator added by governance is let in as soon as its change is decided, so it can
         sync before its first height; a removed one is cut once it is in neither set), and the
-        non-voting peers the genesis and the config name (observers, followers)."""
+        non-voting peers the genesis and the config name (observers, followers). Notes the
+        validators' keys in `validator_peers` too: consensus goes to and comes from them alone."""
         tip = self.ledger.tip.height
-        return (self.validator_sets.node_keys_at(tip + 1) | self.validator_sets.node_keys_at(tip + 2)
-                | self.observer_keys)
+        self.validator_peers = self.validator_sets.node_keys_at(tip + 1) | self.validator_sets.node_keys_at(tip + 2)
+        return self.validator_peers | self.observer_keys
 
     def _follow_validator_set(self) -> None:
         """After a commit: admit and dial the validators the chain added, cut those it removed."""
@@ -202,6 +207,7 @@ class Node:
         await self.peers.start()
         await self.peers.listen(self.config.p2p.listen.host, self.config.p2p.listen.port)
         await self.rpc.start()
+        await self.ops.start()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._status_loop(), name="status"),
                        loop.create_task(self._gossip_loop(), name="gossip"),
@@ -211,6 +217,7 @@ class Node:
                  self.peers.listen_port, self.rpc.url)
 
     async def stop(self) -> None:
+        await self.ops.stop()
         await self.rpc.stop()
         if self.driver is not None:
             self.driver.stop()
@@ -302,8 +309,11 @@ class Node:
 
     def _on_commit(self, result: BlockResult, block: Block) -> None:
         rejected = sum(1 for r in result.receipts if not r.outcome.ok)
-        log.info("committed height %d: %d txs (%d rejected), state root %s", result.height,
-                 len(result.receipts), rejected, result.state_root.hex()[:16])
+        self.ops.on_commit(result, block)
+        # An empty block at DEBUG: an idle chain commits one a second, and node/ops/summary.py
+        # logs a summary a minute instead.
+        log.log(logging.INFO if result.receipts else logging.DEBUG, "committed height %d: %d txs (%d rejected), "
+                "state root %s", result.height, len(result.receipts), rejected, result.state_root.hex()[:16])
         for receipt in result.receipts:
             for waiter in self._waiters.pop(receipt.tx_hash, []):
                 if not waiter.done():
@@ -329,12 +339,15 @@ class Node:
     def _apply_synced(self, block: Block, certificate: bytes) -> BlockResult | None:
         if self.driver is not None:
             return self.driver.commit(block, certificate)
+        started = time.perf_counter()
         try:
             result = self.ledger.apply_block(block, certificate)
         except Exception as exc:
             self.halt(f"cannot apply certified block {block.height}: {type(exc).__name__}: {exc}")
             return None
+        self.ops.observe_stage("apply", time.perf_counter() - started)
         self._on_commit(result, block)
+        self.ops.observe_stage("commit", time.perf_counter() - started)
         return result
 
     def _on_caught_up(self) -> None:
@@ -344,7 +357,7 @@ class Node:
     # --- peers ------------------------------------------------------------------------------------------
 
     def _broadcast_to_validators(self, message: bytes) -> None:
-        self.peers.broadcast(message, exclude=self.observer_keys)
+        self.peers.broadcast(message, only=self.validator_peers)
 
     def _send_status(self, peer: bytes | None = None) -> None:
         tip = self.ledger.tip
@@ -356,7 +369,7 @@ class Node:
 
     def _on_peer_up(self, peer: bytes) -> None:
         self._send_status(peer)
-        if self.driver is not None and peer not in self.observer_keys:
+        if self.driver is not None and peer in self.validator_peers:
             for message in self.driver.gossip_messages():
                 self.peers.send(peer, message)
 
@@ -381,10 +394,10 @@ class Node:
                         log.warning("gossip backlog full: dropped %d transactions from %s", len(txs),
                                     peer.hex()[:12])
             case wire.ConsensusMessage(data):
-                if self.driver is not None and peer not in self.observer_keys:
+                if self.driver is not None and peer in self.validator_peers:
                     self.driver.on_consensus_message(data)
             case wire.ProposalBlock(data):
-                if self.driver is not None and peer not in self.observer_keys:
+                if self.driver is not None and peer in self.validator_peers:
                     self.driver.on_proposal_block(data)
             case wire.GetBlocks():
                 self.peers.send(peer, wire.encode(self.sync.serve(message)))
@@ -419,4 +432,4 @@ class Node:
         """Every connected validator peer has reported a commit at `height` or above."""
         heights = self.sync.peer_heights
         return all(heights.get(peer, 0) >= height
-                   for peer in self.peers.connected_peers() if peer not in self.observer_keys)
+                   for peer in self.peers.connected_peers() if peer in self.validator_peers)

@@ -1,6 +1,6 @@
 """A whole network in one process, on loopback ports chosen at run time: for integration tests.
 
-`LocalNetwork` generates keys, genesis and configs with `cli.testnet`, starts every node as a
+`LocalNetwork` generates keys, genesis and configs with `node.netgen`, starts every node as a
 `Node` on the running event loop, and stops them all on exit. Not used by the node itself.
 """
 
@@ -67,10 +67,10 @@ def free_port_base(count: int) -> int:
 class LocalNetwork:
     def __init__(self, directory: Path, *, validators: int = 4, observers: int = 1,
                  consensus: ConsensusSection = FAST_CONSENSUS, members: int | None = 0) -> None:
-        """`members`: as `cli.testnet.generate` takes it: 0 (no members: keys/admin.json grants roles
+        """`members`: as `node.netgen.generate` takes it: 0 (no members: keys/admin.json grants roles
         directly), None (the single member holding the admin key that `secledger testnet` writes),
         or N (N members deciding by 2/3)."""
-        from cli.testnet import generate
+        from node.netgen import generate
 
         self.directory = directory
         base = free_port_base(2 * (validators + observers))

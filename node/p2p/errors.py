@@ -5,7 +5,11 @@ escaping `node.p2p` is a bug in this package, and the tests treat it as one.
 
     P2PError
     ├── HandshakeError          the handshake failed (bad bytes, bad signature, timeout, refused by peer)
-    │   └── UnknownPeer         the peer authenticated, but its node key is not one we accept
+    │   ├── HandshakeTimeout    the hello, or the whole handshake, did not arrive in time
+    │   ├── UnknownPeer         the peer authenticated, but its node key is not one we accept
+    │   ├── RefusedByPeer       the peer refused our node key (its verdict was 0x00)
+    │   ├── SelfConnection      the peer presented our own node key (a reflection, or a loop to ourselves)
+    │   └── NetworkMismatch     the peer authenticated, but for another network (another genesis)
     ├── FrameTooLarge           a frame (or message) over the configured limit, sent or received
     ├── FrameAuthenticationError a frame failed AEAD authentication: tampered, replayed, reordered, dropped
     └── ConnectionClosed        the connection is closed (EOF, reset, local close, write timeout)
@@ -23,6 +27,16 @@ class HandshakeError(P2PError):
     """The SecretConnection handshake failed; the connection is already closed."""
 
 
+class HandshakeTimeout(HandshakeError):
+    """The peer's hello (`stage` "hello") or the rest of the handshake (`stage` "handshake") was late."""
+
+    def __init__(self, stage: str, timeout_ms: int) -> None:
+        self.stage = stage
+        self.timeout_ms = timeout_ms
+        what = "no hello" if stage == "hello" else "handshake not done"
+        super().__init__(f"{what} within {timeout_ms} ms")
+
+
 class UnknownPeer(HandshakeError):
     """The peer proved it holds `key_hex`'s private key, but that key is not accepted here."""
 
@@ -30,6 +44,37 @@ class UnknownPeer(HandshakeError):
         self.key = key
         self.key_hex = key.hex()
         super().__init__(f"{reason}: {self.key_hex}")
+
+
+class RefusedByPeer(HandshakeError):
+    """The peer authenticated and then refused us: our key is not on its list (or we are its own)."""
+
+    def __init__(self, key: bytes, local_key: bytes) -> None:
+        self.key = key
+        self.key_hex = key.hex()
+        super().__init__(f"peer {self.key_hex} refused our node key {local_key.hex()}")
+
+
+class SelfConnection(HandshakeError):
+    """The peer proved (or replayed) our own node key: a reflection, or a link looped back to us."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self.key_hex = key.hex()
+        super().__init__(f"peer presented our own node key {self.key_hex}")
+
+
+class NetworkMismatch(HandshakeError):
+    """The peer authenticated for another network: its network id (the genesis hash) is not ours."""
+
+    def __init__(self, key: bytes, local_network: bytes, remote_network: bytes) -> None:
+        self.key = key
+        self.key_hex = key.hex()
+        self.local_network = local_network
+        self.remote_network = remote_network
+        super().__init__(
+            f"peer {self.key_hex} is on network {remote_network.hex()}, we are on {local_network.hex()}"
+        )
 
 
 class FrameTooLarge(P2PError):

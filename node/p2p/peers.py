@@ -19,6 +19,16 @@ Rules this file keeps:
   is redialled, so the node sees a peer-down and a peer-up it can resync on.
 - A link over which nothing arrives for `idle_timeout_ms` is cut; each side sends a keepalive
   when it has sent nothing for `keepalive_interval_ms`, so only a dead or stuck peer goes silent.
+- Strangers are bounded before they cost anything: every inbound connection passes the
+  `InboundGate` (node/p2p/admission.py: per-address rate and handshake caps, a global cap with
+  slots reserved for known addresses, eviction of the oldest), the peer's hello has its own short
+  deadline, and refusals are counted in `stats` and logged at most once per interval.
+- The allow-list is checked when the peer's key is proven (inside the handshake) and again when
+  the link is admitted, inbound and outbound: a key taken off the list while its handshake was in
+  flight is not admitted.
+- A persistent peer that cannot be dialled is reported at WARNING, naming its address: at once
+  when it refused us or is not who we meant to dial, after `dial_warning_after_ms` of failing
+  otherwise, then again at most once per interval, the interval doubling up to a cap.
 - stop() closes every socket and cancels every task it started, and never eats the caller's
   cancellation.
 
@@ -30,8 +40,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ipaddress
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -39,15 +51,27 @@ from typing import Any, Final, NamedTuple
 
 import nacl.signing
 
+from node.p2p.admission import REFUSAL_REASONS, InboundGate, RefusalLog, Ticket, source_of
 from node.p2p.errors import (
     ConnectionClosed,
     FrameTooLarge,
     HandshakeError,
+    HandshakeTimeout,
+    NetworkMismatch,
     P2PError,
     ReadTimeout,
+    RefusedByPeer,
+    SelfConnection,
     UnknownPeer,
 )
-from node.p2p.secret_connection import NODE_KEY_BYTES, SecretConnection, connect, handshake
+from node.p2p.secret_connection import (
+    NETWORK_ID_BYTES,
+    NO_NETWORK,
+    NODE_KEY_BYTES,
+    SecretConnection,
+    connect,
+    handshake,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +107,12 @@ class PeerConfig:
     """Largest message accepted by send() and from a peer (1 MiB); a frame adds ENVELOPE_BYTES."""
 
     handshake_timeout_ms: int = 5_000
-    """Time an inbound or outbound handshake may take; a silent connector is cut after it."""
+    """Time an inbound or outbound handshake may take, from connect to verdict."""
+
+    hello_timeout_ms: int = 1_000
+    """Time the peer's cleartext hello may take to arrive (the whole handshake's timeout bounds it
+    too). An honest peer sends it the moment TCP is up, so a round trip and one retransmission
+    fit; a silent connector is cut after this rather than after the whole handshake timeout."""
 
     dial_timeout_ms: int = 3_000
     """Time a TCP connect may take."""
@@ -111,7 +140,40 @@ class PeerConfig:
     """Cap of the redial delay; a link that lived this long resets the doubling."""
 
     handshakes_inbound_max: int = 64
-    """Inbound connections allowed to be in their handshake at once; more are closed at once."""
+    """Inbound handshakes in flight at once from unknown addresses; when full, the oldest handshake
+    of the address holding the most is cut to make room."""
+
+    handshakes_reserved_max: int = 16
+    """Inbound handshakes in flight at once from known addresses (an allow-listed peer authenticated
+    from there before, or a persistent peer's literal address): strangers cannot take these."""
+
+    handshakes_per_address_max: int = 4
+    """Inbound handshakes in flight at once from one address (an IPv4 address or an IPv6 /64); the
+    oldest is cut when a new one comes. An honest node has one in flight, two in a dial race."""
+
+    connections_per_address_burst: int = 20
+    """New inbound connections one address may open at once before the rate applies."""
+
+    connections_per_address_per_s: int = 10
+    """New inbound connections per second one address may keep opening; more are closed on accept.
+    A redialling peer needs at most 4 per second (250 ms back-off), and fewer as it doubles."""
+
+    addresses_tracked_max: int = 4_096
+    """Addresses whose rate and handshakes are tracked; idle ones are forgotten first."""
+
+    refusal_log_interval_ms: int = 10_000
+    """At most one log line per this interval about refused inbound connections: the first refusal
+    is told at once, the rest in one summary at the end of the interval."""
+
+    dial_warning_after_ms: int = 5_000
+    """A persistent peer failing to answer (refused TCP, timeout, reset) is reported at WARNING once
+    it has failed this long; one that refused us or has another key, at its first failure."""
+
+    dial_warning_interval_ms: int = 30_000
+    """Least time between two warnings about the same unreachable peer; doubles with each warning."""
+
+    dial_warning_interval_max_ms: int = 600_000
+    """Cap of the doubling interval between warnings about the same peer (10 minutes)."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -126,6 +188,16 @@ class PeerConfig:
             "dial_backoff_min_ms",
             "dial_backoff_max_ms",
             "handshakes_inbound_max",
+            "hello_timeout_ms",
+            "handshakes_reserved_max",
+            "handshakes_per_address_max",
+            "connections_per_address_burst",
+            "connections_per_address_per_s",
+            "addresses_tracked_max",
+            "refusal_log_interval_ms",
+            "dial_warning_after_ms",
+            "dial_warning_interval_ms",
+            "dial_warning_interval_max_ms",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"PeerConfig.{name} must be positive")
@@ -135,17 +207,35 @@ class PeerConfig:
             raise ValueError("dial_backoff_min_ms must not exceed dial_backoff_max_ms")
         if self.send_queue_bytes_max < self.message_bytes_max:
             raise ValueError("send_queue_bytes_max must hold at least one message of message_bytes_max")
+        if self.dial_warning_interval_ms > self.dial_warning_interval_max_ms:
+            raise ValueError("dial_warning_interval_ms must not exceed dial_warning_interval_max_ms")
 
 
 @dataclass(slots=True)
 class PeerStats:
-    """Counters for operators and tests; they only go up."""
+    """Counters for operators, metrics and tests; they only go up.
+
+    `inbound_refused` counts refused inbound connections by reason (the keys of
+    admission.REFUSAL_REASONS: a metric label of low cardinality); the other fields count by kind,
+    in both directions where it applies.
+    """
 
     dials: int = 0
     dial_failures: int = 0
+    dial_warnings: int = 0
     handshake_failures: int = 0
+    handshake_timeouts: int = 0
     refused_unknown: int = 0
+    refused_by_peer: int = 0
+    network_mismatches: int = 0
+    self_connections: int = 0
+    admission_refused: int = 0
+    inbound_accepted: int = 0
     inbound_over_limit: int = 0
+    inbound_rate_limited: int = 0
+    handshakes_evicted: int = 0
+    inbound_refused: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REFUSAL_REASONS, 0))
+    refusal_log_lines: int = 0
     duplicates_closed: int = 0
     links_replaced: int = 0
     overflow_disconnects: int = 0
@@ -203,6 +293,16 @@ class _Link:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+@dataclass(slots=True)
+class _Unreachable:
+    """A persistent peer's current run of failed dials, and when it was last reported."""
+
+    since_s: float
+    failures: int = 0
+    warnings: int = 0
+    warned_s: float = 0.0
+
+
 class PeerManager:
     """Listens, dials and keeps one encrypted link per allowed peer; see the module docstring."""
 
@@ -217,8 +317,18 @@ class PeerManager:
         on_peer_down: OnPeerEvent | None = None,
         config: PeerConfig | None = None,
         rng: random.Random | None = None,
+        network_id: bytes | None = None,
     ) -> None:
-        """Persistent peers are allowed implicitly: naming a peer to dial is naming it trusted."""
+        """Persistent peers are allowed implicitly: naming a peer to dial is naming it trusted.
+
+        `network_id` (32 bytes; the node passes its genesis hash) is stated and checked in every
+        handshake, so a peer key reused on another chain fails at once with NetworkMismatch. None
+        is the all-zero id, which matches only itself.
+        """
+        network_id = NO_NETWORK if network_id is None else bytes(network_id)
+        if len(network_id) != NETWORK_ID_BYTES:
+            raise ValueError(f"network_id must be {NETWORK_ID_BYTES} bytes, got {len(network_id)}")
+        self._network_id = network_id
         self._node_key = node_key
         self._public_key = bytes(node_key.verify_key)
         self._config = config if config is not None else PeerConfig()
@@ -234,7 +344,22 @@ class PeerManager:
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self._listen_port: int | None = None
-        self._handshakes_inbound = 0
+        self._gate = InboundGate(
+            clock=time.monotonic,
+            handshakes_max=self._config.handshakes_inbound_max,
+            handshakes_reserved_max=self._config.handshakes_reserved_max,
+            handshakes_per_source_max=self._config.handshakes_per_address_max,
+            connections_per_s=self._config.connections_per_address_per_s,
+            connections_burst=self._config.connections_per_address_burst,
+            sources_max=self._config.addresses_tracked_max,
+        )
+        self._refusals = RefusalLog(
+            interval_s=self._config.refusal_log_interval_ms / 1000,
+            clock=time.monotonic,
+            emit=self._log_refusals,
+            schedule=lambda delay_s, callback: asyncio.get_running_loop().call_later(delay_s, callback),
+        )
+        self._unreachable: dict[bytes, _Unreachable] = {}
         self._started = False
         self._stopping = False
         for peer in persistent_peers:
@@ -248,6 +373,11 @@ class PeerManager:
     @property
     def config(self) -> PeerConfig:
         return self._config
+
+    @property
+    def network_id(self) -> bytes:
+        """The network id stated and required in every handshake (the genesis hash, or all zeros)."""
+        return self._network_id
 
     @property
     def listen_port(self) -> int | None:
@@ -296,6 +426,7 @@ class PeerManager:
         # A link whose task was cancelled before its first step never ran its own teardown.
         for link in list(self._links.values()):
             self._cut(link, "stopping")
+        self._refusals.close()
         if self._server is not None:
             await self._server.wait_closed()
         for link in links:
@@ -327,6 +458,8 @@ class PeerManager:
             return
         self._allowed.add(address.node_key)
         self._persistent[address.node_key] = address
+        if _is_ip_address(address.host):
+            self._gate.remember(address.host)  # its inbound handshakes get the reserved slots
         old = self._dialers.pop(address.node_key, None)
         if old is not None:
             old.cancel()  # Its link, if any, survives: the new loop follows it until it drops.
@@ -374,14 +507,22 @@ class PeerManager:
         self._close_link(link, "send queue overflow")
         return False
 
-    def broadcast(self, message: bytes, exclude: bytes | Collection[bytes] | None = None) -> int:
-        """Queue `message` for every connected peer but `exclude` (a key or keys); returns how many."""
+    def broadcast(
+        self,
+        message: bytes,
+        exclude: bytes | Collection[bytes] | None = None,
+        *,
+        only: Collection[bytes] | None = None,
+    ) -> int:
+        """Queue `message` for every connected peer in `only` (all, if None) but `exclude` (a key or
+        keys); returns how many. Say who by inclusion (`only=` the validators' node keys) wherever
+        a role is meant: a peer the node did not expect is then left out, not let in."""
         if len(message) > self._config.message_bytes_max:
             raise FrameTooLarge(len(message), self._config.message_bytes_max)
         excluded: Collection[bytes] = {exclude} if isinstance(exclude, bytes) else (exclude or ())
         sent = 0
         for key in list(self._links):
-            if key not in excluded and self.send(key, message):
+            if (only is None or key in only) and key not in excluded and self.send(key, message):
                 sent += 1
         return sent
 
@@ -414,8 +555,26 @@ class PeerManager:
         return key in self._allowed and key != self._public_key
 
     def _admit(self, conn: SecretConnection, *, outbound: bool) -> _Link | None:
-        """Register a fresh link, replace the peer's current one, or close it as a duplicate."""
+        """Register a fresh link, replace the peer's current one, or close it as a duplicate.
+
+        The allow-list is checked again here: it may have changed while the handshake ran.
+        """
         key = conn.remote_key
+        if not self._accept_inbound(key):
+            self.stats.admission_refused += 1
+            conn.close("not on the allow-list")
+            if outbound:
+                log.info("p2p not admitting %s: taken off the allow-list during the handshake", key.hex())
+            else:
+                self._note_refused(
+                    "off_the_list",
+                    source_of(_host_of(conn.peername)),
+                    f"peer {key.hex()} from {_address_of(conn.peername)} taken off the allow-list "
+                    "during the handshake",
+                )
+            return None
+        if isinstance(conn.peername, tuple) and conn.peername:
+            self._gate.remember(str(conn.peername[0]))  # an allowed peer authenticated from there
         dialler_key = self._public_key if outbound else key
         existing = self._links.get(key)
         if existing is not None and existing.conn.closed:
@@ -530,17 +689,39 @@ class PeerManager:
     # -- private: inbound -----------------------------------------------------------------------
 
     def _on_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peername = writer.get_extra_info("peername")
-        if self._stopping or self._handshakes_inbound >= self._config.handshakes_inbound_max:
-            self.stats.inbound_over_limit += 1
-            log.warning("p2p refusing inbound connection from %s: too many handshakes or stopping", peername)
+        if self._stopping:
             writer.transport.abort()
             return
-        self._handshakes_inbound += 1
-        self._spawn(self._inbound(reader, writer, peername), name=f"p2p-inbound-{peername}")
+        host = _host_of(writer.get_extra_info("peername"))
+        peername = _address_of(writer.get_extra_info("peername"))
+        verdict = self._gate.admit(host)
+        for victim in verdict.evicted:
+            self.stats.handshakes_evicted += 1
+            task, transport = victim.handle  # type: ignore[misc]
+            transport.abort()  # first: a task cancelled before its first step never closes it
+            task.cancel()
+            self._note_refused("evicted", victim.source, f"handshake from {victim.source} cut to make room")
+        if verdict.ticket is None:
+            writer.transport.abort()  # before a single byte: an over-the-rate connection costs an accept
+            if verdict.refused == "rate_limited":
+                self.stats.inbound_rate_limited += 1
+                detail = (
+                    f"connection from {peername} over the rate of "
+                    f"{self._config.connections_per_address_per_s}/s for its address"
+                )
+            else:
+                self.stats.inbound_over_limit += 1
+                detail = f"connection from {peername}: too many handshakes in flight"
+            self._note_refused(verdict.refused or "over_limit", source_of(host), detail)
+            return
+        self.stats.inbound_accepted += 1
+        task = self._spawn(
+            self._inbound(reader, writer, peername, verdict.ticket), name=f"p2p-inbound-{peername}"
+        )
+        verdict.ticket.handle = (task, writer.transport)
 
     async def _inbound(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peername: object
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peername: str, ticket: Ticket
     ) -> None:
         try:
             conn = await handshake(
@@ -548,24 +729,49 @@ class PeerManager:
                 writer,
                 self._node_key,
                 self._accept_inbound,
+                network_id=self._network_id,
                 frame_bytes_max=self._frame_bytes_max(),
+                hello_timeout_ms=self._config.hello_timeout_ms,
                 handshake_timeout_ms=self._config.handshake_timeout_ms,
                 read_timeout_ms=self._config.idle_timeout_ms,
                 write_timeout_ms=self._config.write_timeout_ms,
             )
         except UnknownPeer as exc:
             self.stats.refused_unknown += 1
-            log.warning("p2p refused unknown peer %s connecting from %s", exc.key_hex, peername)
+            self._note_refused(
+                "unknown_key", ticket.source, f"refused unknown peer {exc.key_hex} connecting from {peername}"
+            )
+            return
+        except NetworkMismatch as exc:
+            self.stats.network_mismatches += 1
+            self._note_refused("other_network", ticket.source, f"from {peername}: {exc}")
+            return
+        except SelfConnection as exc:
+            self.stats.self_connections += 1
+            self._note_refused("self_connection", ticket.source, f"from {peername}: {exc}")
             return
         except HandshakeError as exc:
             self.stats.handshake_failures += 1
-            log.info("p2p inbound handshake from %s failed: %s", peername, exc)
+            reason = "failed"
+            if isinstance(exc, HandshakeTimeout):
+                self.stats.handshake_timeouts += 1
+                reason = "timed_out"
+            self._note_refused(reason, ticket.source, f"inbound handshake from {peername} failed: {exc}")
             return
         finally:
-            self._handshakes_inbound -= 1
+            self._gate.done(ticket)
         link = self._admit(conn, outbound=False)
         if link is not None:
             await self._serve(link)
+
+    def _note_refused(self, reason: str, source: str, detail: str) -> None:
+        """Count one refused inbound connection from `source`; the log hears of it at most once per interval."""
+        self.stats.inbound_refused[reason] += 1
+        self._refusals.note(reason, source, detail)
+
+    def _log_refusals(self, message: str, fields: dict[str, object]) -> None:
+        self.stats.refusal_log_lines += 1
+        log.warning(message, extra=fields)
 
     # -- private: outbound ----------------------------------------------------------------------
 
@@ -583,6 +789,8 @@ class PeerManager:
                 # start, so that both ends rarely handshake twice only to drop one link.
                 await asyncio.sleep(self._config.dial_backoff_min_ms / 1000)
                 link = self._links.get(peer.node_key)
+                if link is None and peer.node_key not in self._allowed:
+                    continue  # taken off the list during the head start
             if link is None:
                 link = await self._dial(peer)
                 if link is None:
@@ -609,36 +817,98 @@ class PeerManager:
                 peer.port,
                 self._node_key,
                 lambda key: key == peer.node_key,
+                network_id=self._network_id,
                 dial_timeout_ms=self._config.dial_timeout_ms,
                 frame_bytes_max=self._frame_bytes_max(),
+                hello_timeout_ms=self._config.hello_timeout_ms,
                 handshake_timeout_ms=self._config.handshake_timeout_ms,
                 read_timeout_ms=self._config.idle_timeout_ms,
                 write_timeout_ms=self._config.write_timeout_ms,
             )
         except UnknownPeer as exc:
             self.stats.refused_unknown += 1
-            log.warning(
-                "p2p refused %s at %s:%d: expected node key %s",
-                exc.key_hex,
-                peer.host,
-                peer.port,
-                peer.node_key.hex(),
+            self._dial_failed(
+                peer, f"it answered with node key {exc.key_hex}, not the one configured", at_once=True
             )
+            return None
+        except NetworkMismatch as exc:
+            self.stats.network_mismatches += 1
+            self._dial_failed(peer, f"it is on another network: {exc}", at_once=True)
+            return None
+        except SelfConnection:
+            self.stats.self_connections += 1
+            self._dial_failed(peer, "the address leads back to this node", at_once=True)
+            return None
+        except RefusedByPeer:
+            self.stats.refused_by_peer += 1
+            self._dial_failed(peer, "it refused our node key (are we on its allow-list?)", at_once=True)
             return None
         except HandshakeError as exc:
             self.stats.handshake_failures += 1
-            log.info(
-                "p2p handshake with %s at %s:%d failed: %s", peer.node_key.hex(), peer.host, peer.port, exc
-            )
+            if isinstance(exc, HandshakeTimeout):
+                self.stats.handshake_timeouts += 1
+            self._dial_failed(peer, f"handshake failed: {exc}", at_once=False)
             return None
         except ConnectionClosed as exc:
             self.stats.dial_failures += 1
-            log.debug("p2p dial %s failed: %s", peer.node_key.hex()[:16], exc)
+            self._dial_failed(peer, str(exc), at_once=False)
             return None
-        if peer.node_key not in self._allowed:  # taken off the list while the handshake ran
-            conn.close("not on the allow-list")
-            return None
+        self._dial_succeeded(peer)
         return self._admit(conn, outbound=True)
+
+    def _dial_failed(self, peer: PeerAddress, reason: str, *, at_once: bool) -> None:
+        """Count a failed dial; warn about the peer, naming its address, when a report is due.
+
+        `at_once`: the failure will not go away by waiting (a refusal, a wrong key or network), so
+        its first report is not held back by `dial_warning_after_ms`.
+        """
+        now = time.monotonic()
+        state = self._unreachable.get(peer.node_key)
+        if state is None:
+            state = self._unreachable[peer.node_key] = _Unreachable(since_s=now)
+        state.failures += 1
+        log.debug("p2p dial %s at %s:%d failed: %s", peer.node_key.hex()[:16], peer.host, peer.port, reason)
+        if state.warnings == 0:
+            due = at_once or (now - state.since_s) * 1000 >= self._config.dial_warning_after_ms
+        else:
+            interval_ms = min(
+                self._config.dial_warning_interval_max_ms,
+                self._config.dial_warning_interval_ms << min(state.warnings - 1, 30),
+            )
+            due = (now - state.warned_s) * 1000 >= interval_ms
+        if not due:
+            return
+        state.warnings += 1
+        state.warned_s = now
+        self.stats.dial_warnings += 1
+        next_ms = min(
+            self._config.dial_warning_interval_max_ms,
+            self._config.dial_warning_interval_ms << min(state.warnings - 1, 30),
+        )
+        log.warning(
+            "p2p peer unreachable",
+            extra={
+                "peer": peer.node_key.hex(),
+                "address": f"{peer.host}:{peer.port}",
+                "reason": reason,
+                "failed_dials": state.failures,
+                "for_s": round(now - state.since_s),
+                "next_report_s": next_ms // 1000,
+            },
+        )
+
+    def _dial_succeeded(self, peer: PeerAddress) -> None:
+        state = self._unreachable.pop(peer.node_key, None)
+        if state is not None and state.warnings:
+            log.info(
+                "p2p peer reachable again",
+                extra={
+                    "peer": peer.node_key.hex(),
+                    "address": f"{peer.host}:{peer.port}",
+                    "failed_dials": state.failures,
+                    "for_s": round(time.monotonic() - state.since_s),
+                },
+            )
 
     def _backoff_ms(self, failures: int) -> int:
         """Delay before the next dial: doubling from the minimum, capped, with half of it random."""
@@ -648,3 +918,26 @@ class PeerManager:
         )
         # Jitter keeps peers that lost each other at the same moment from redialling in lockstep.
         return ceiling_ms // 2 + self._rng.randint(0, ceiling_ms - ceiling_ms // 2)
+
+
+def _address_of(peername: object) -> str:
+    """A socket's peer name as `host:port` (`[host]:port` for IPv6), for log lines."""
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        host = str(peername[0])
+        return f"[{host}]:{peername[1]}" if ":" in host else f"{host}:{peername[1]}"
+    return str(peername)
+
+
+def _host_of(peername: object) -> str:
+    """The host part of a socket's peer name (a (host, port, ...) tuple), or the name itself."""
+    if isinstance(peername, tuple) and peername:
+        return str(peername[0])
+    return str(peername)
+
+
+def _is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -3,13 +3,17 @@
 `handshake()` turns a raw TCP stream pair into a `SecretConnection`, or raises and closes it.
 Both ends run the same code at the same time; neither needs to know whether it dialled.
 
-    1. hello     each side sends MAGIC (4 bytes) | ephemeral X25519 public key (32 bytes)
+    1. hello     each side sends MAGIC (4 bytes) | ephemeral X25519 public key (32 bytes), and
+                 must receive the peer's within the hello deadline (well under the handshake's)
     2. keys      shared = X25519(own ephemeral secret, peer ephemeral public);
                  lo, hi = the two ephemeral publics sorted bytewise;
                  HKDF-SHA256(ikm=shared, salt=KDF_SALT, info=lo|hi) -> 96 bytes:
                  key of the frames the lo side sends | key of the frames the hi side sends | challenge
-    3. auth      each side sends one frame: Ed25519 node public key (32) | signature (64)
-                 over AUTH_DOMAIN | challenge; the peer checks it and then asks `accept(key)`
+    3. auth      each side sends one frame: Ed25519 node public key (32) | network id (32) |
+                 signature (64) over AUTH_DOMAIN | network id | the signer's OWN ephemeral public |
+                 challenge. The peer refuses its own node key (SelfConnection), checks the signature
+                 against the ephemeral key the signer sent it, refuses another network id
+                 (NetworkMismatch), and then asks `accept(key)` (UnknownPeer when it says no)
     4. verdict   each side sends one frame of one byte: 0x01 accepted, 0x00 refused
     then         frames of opaque payloads, in both directions, until one side closes
 
@@ -19,9 +23,10 @@ starting at 0 with the auth frame) that both ends keep without sending it, and t
 is the associated data. A replayed, reordered, dropped or altered frame therefore fails
 authentication, and the first failure cuts the connection: there is no resync.
 
-Every read has a timeout; the whole handshake has one too. Before authentication a peer can make
-us read at most HANDSHAKE_READ_BYTES_MAX bytes, so an unauthenticated socket costs almost nothing.
-docs/P2P.md has the byte-by-byte layout and the reasons behind each choice.
+Every read has a timeout; the hello and the whole handshake have their own. Before
+authentication a peer can make us read at most HANDSHAKE_READ_BYTES_MAX bytes, so an
+unauthenticated socket costs almost nothing. docs/P2P.md has the byte-by-byte layout and the
+reasons behind each choice.
 """
 
 from __future__ import annotations
@@ -44,8 +49,12 @@ from node.p2p.errors import (
     FrameAuthenticationError,
     FrameTooLarge,
     HandshakeError,
+    HandshakeTimeout,
+    NetworkMismatch,
     P2PError,
     ReadTimeout,
+    RefusedByPeer,
+    SelfConnection,
     UnknownPeer,
 )
 
@@ -54,8 +63,11 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------------------------
 # Wire constants. Changing any of them changes the protocol: bump MAGIC with it.
 
-MAGIC: Final[bytes] = b"SLP1"
-"""First 4 bytes on every link: "secledger link protocol", version 1. A mismatch fails fast."""
+MAGIC: Final[bytes] = b"SLP2"
+"""First 4 bytes on every link: "secledger link protocol", version 2. A mismatch fails fast.
+
+Version 2 signs the signer's own ephemeral key and the network id (version 1 signed only the
+challenge, which both sides share, so a signature did not say which side made it)."""
 
 EPHEMERAL_KEY_BYTES: Final[int] = 32
 """Size of an X25519 public key."""
@@ -81,19 +93,25 @@ NODE_KEY_BYTES: Final[int] = 32
 SIGNATURE_BYTES: Final[int] = 64
 """Size of an Ed25519 signature."""
 
-AUTH_BYTES: Final[int] = NODE_KEY_BYTES + SIGNATURE_BYTES
-"""Plaintext size of the auth frame: node public key | signature."""
+NETWORK_ID_BYTES: Final[int] = 32
+"""Size of the network id each side states in its auth frame: the genesis hash (SHA-256)."""
+
+NO_NETWORK: Final[bytes] = bytes(NETWORK_ID_BYTES)
+"""The network id of a link that names none (tests, tools); it matches only itself."""
+
+AUTH_BYTES: Final[int] = NODE_KEY_BYTES + NETWORK_ID_BYTES + SIGNATURE_BYTES
+"""Plaintext size of the auth frame: node public key | network id | signature."""
 
 VERDICT_ACCEPT: Final[bytes] = b"\x01"
 """Plaintext of the verdict frame that accepts the peer."""
 
 VERDICT_REFUSE: Final[bytes] = b"\x00"
-"""Plaintext of the verdict frame that refuses the peer (its key is not accepted)."""
+"""Plaintext of the verdict frame that refuses the peer (its key, its network, or our own key)."""
 
-KDF_SALT: Final[bytes] = b"secledger/p2p/v1/kdf"
+KDF_SALT: Final[bytes] = b"secledger/p2p/v2/kdf"
 """HKDF salt: separates our keys from any other use of the same X25519 secret."""
 
-AUTH_DOMAIN: Final[bytes] = b"secledger/p2p/v1/auth"
+AUTH_DOMAIN: Final[bytes] = b"secledger/p2p/v2/auth"
 """Prefix of what a node key signs, so a handshake signature can never pass for anything else."""
 
 HANDSHAKE_READ_BYTES_MAX: Final[int] = (
@@ -105,7 +123,7 @@ HANDSHAKE_READ_BYTES_MAX: Final[int] = (
     + len(VERDICT_ACCEPT)
     + TAG_BYTES
 )
-"""Most bytes a peer can make us read before it has authenticated (173)."""
+"""Most bytes a peer can make us read before it has authenticated (205)."""
 
 # ---------------------------------------------------------------------------------------------
 # Defaults of the configurable bounds.
@@ -115,6 +133,11 @@ frame_bytes_max_default: Final[int] = 1 << 20
 
 handshake_timeout_ms_default: Final[int] = 5_000
 """Time allowed for the whole handshake, from the first byte sent to the verdict read."""
+
+hello_timeout_ms_default: Final[int] = 1_000
+"""Time allowed for the peer's cleartext hello to arrive. An honest peer sends it as soon as the
+TCP connection is up, so one network round trip (plus one lost-segment retransmission) is enough;
+a silent connector loses its socket after this, not after the whole handshake timeout."""
 
 read_timeout_ms_default: Final[int] = 20_000
 """Time allowed for each read after the handshake; the peer manager's keepalives stay well under it."""
@@ -366,25 +389,44 @@ def derive_secrets(
     return key_of_hi, key_of_lo, challenge
 
 
+def auth_payload(network_id: bytes, signer_ephemeral_public: bytes, challenge: bytes) -> bytes:
+    """What a node key signs in the handshake: the domain, the network, ITS OWN side, the challenge.
+
+    The challenge alone is the same on both sides, so a signature over it says nothing about who
+    made it; with the signer's own ephemeral key in, a signature made on one side of a handshake
+    never verifies as the other side's (a reflection fails), and with the network id in, a
+    signature made for one chain never verifies for another.
+    """
+    return AUTH_DOMAIN + network_id + signer_ephemeral_public + challenge
+
+
 async def handshake(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     node_key: nacl.signing.SigningKey,
     accept: Accept,
     *,
+    network_id: bytes = NO_NETWORK,
     frame_bytes_max: int = frame_bytes_max_default,
+    hello_timeout_ms: int = hello_timeout_ms_default,
     handshake_timeout_ms: int = handshake_timeout_ms_default,
     read_timeout_ms: int = read_timeout_ms_default,
     write_timeout_ms: int = write_timeout_ms_default,
 ) -> SecretConnection:
     """Authenticate both ends over a fresh stream pair and return the encrypted link.
 
-    `accept(remote_key)` runs once the peer has proven its node key; False refuses it. On any
-    failure the stream is closed and HandshakeError is raised: UnknownPeer when we refused the
-    peer's key, a plain HandshakeError for everything else (including the peer refusing ours).
+    `accept(remote_key)` runs once the peer has proven its node key for our `network_id` (the
+    genesis hash; 32 bytes); False refuses it. On any failure the stream is closed and a
+    HandshakeError is raised: HandshakeTimeout when the hello or the rest came late,
+    SelfConnection when the peer presented our own key, NetworkMismatch when it is on another
+    network, UnknownPeer when we refused its key, RefusedByPeer when it refused ours, a plain
+    HandshakeError for everything else.
     """
-    if min(frame_bytes_max, handshake_timeout_ms, read_timeout_ms, write_timeout_ms) <= 0:
+    if min(frame_bytes_max, hello_timeout_ms, handshake_timeout_ms, read_timeout_ms, write_timeout_ms) <= 0:
         raise ValueError("frame_bytes_max and the timeouts must be positive")
+    if len(network_id) != NETWORK_ID_BYTES:
+        raise ValueError(f"network_id must be {NETWORK_ID_BYTES} bytes, got {len(network_id)}")
+    hello_timeout_ms = min(hello_timeout_ms, handshake_timeout_ms)
     ephemeral = nacl.public.PrivateKey.generate()
     local_ephemeral_public = bytes(ephemeral.public_key)
     local_key = bytes(node_key.verify_key)
@@ -394,7 +436,11 @@ async def handshake(
         async with asyncio.timeout(handshake_timeout_ms / 1000):
             writer.write(MAGIC + local_ephemeral_public)
             await writer.drain()
-            hello = await reader.readexactly(HELLO_BYTES)
+            try:
+                async with asyncio.timeout(hello_timeout_ms / 1000):
+                    hello = await reader.readexactly(HELLO_BYTES)
+            except TimeoutError:
+                raise HandshakeTimeout("hello", hello_timeout_ms) from None
             if hello[: len(MAGIC)] != MAGIC:
                 raise HandshakeError(f"not a secledger link (got {hello[: len(MAGIC)]!r})")
             remote_ephemeral_public = hello[len(MAGIC) :]
@@ -415,27 +461,40 @@ async def handshake(
                 read_timeout_ms=handshake_timeout_ms,
                 write_timeout_ms=handshake_timeout_ms,
             )
-            signature = node_key.sign(AUTH_DOMAIN + challenge).signature
-            await conn.send(local_key + signature)
+            signature = node_key.sign(auth_payload(network_id, local_ephemeral_public, challenge)).signature
+            await conn.send(local_key + network_id + signature)
             auth = await conn._receive_frame(AUTH_BYTES + TAG_BYTES, exact=True)
-            remote_key, remote_signature = auth[:NODE_KEY_BYTES], auth[NODE_KEY_BYTES:]
-            try:
-                nacl.signing.VerifyKey(remote_key).verify(AUTH_DOMAIN + challenge, remote_signature)
-            except (nacl.exceptions.BadSignatureError, ValueError) as exc:
-                raise HandshakeError(f"bad handshake signature from {remote_key.hex()}") from exc
+            remote_key = auth[:NODE_KEY_BYTES]
+            remote_network = auth[NODE_KEY_BYTES : NODE_KEY_BYTES + NETWORK_ID_BYTES]
+            remote_signature = auth[NODE_KEY_BYTES + NETWORK_ID_BYTES :]
+            refusal: HandshakeError | None = None
+            if remote_key == local_key:
+                # Our own key back: a reflection of our auth frame (its signature could not verify
+                # over the peer's ephemeral key anyway), or a relay that looped us to ourselves.
+                refusal = SelfConnection(remote_key)
+            else:
+                try:
+                    nacl.signing.VerifyKey(remote_key).verify(
+                        auth_payload(remote_network, remote_ephemeral_public, challenge), remote_signature
+                    )
+                except (nacl.exceptions.BadSignatureError, ValueError) as exc:
+                    raise HandshakeError(f"bad handshake signature from {remote_key.hex()}") from exc
+                if remote_network != network_id:
+                    refusal = NetworkMismatch(remote_key, network_id, remote_network)
+                elif not accept(remote_key):
+                    refusal = UnknownPeer(remote_key)
             conn._remote_key = remote_key
-            accepted = accept(remote_key)
             # A refusal is sent too, so the peer logs a refusal rather than a reset.
-            await conn.send(VERDICT_ACCEPT if accepted else VERDICT_REFUSE)
-            if not accepted:
+            await conn.send(VERDICT_REFUSE if refusal is not None else VERDICT_ACCEPT)
+            if refusal is not None:
                 # Read the peer's verdict before closing: closing a socket with unread bytes
                 # sends a reset, which may destroy our refusal before the peer reads it.
                 with contextlib.suppress(P2PError):
                     await conn._receive_frame(len(VERDICT_ACCEPT) + TAG_BYTES, exact=True)
-                raise UnknownPeer(remote_key)
+                raise refusal
             verdict = await conn._receive_frame(len(VERDICT_ACCEPT) + TAG_BYTES, exact=True)
             if verdict == VERDICT_REFUSE:
-                raise HandshakeError(f"peer {remote_key.hex()} refused our node key {local_key.hex()}")
+                raise RefusedByPeer(remote_key, local_key)
             if verdict != VERDICT_ACCEPT:
                 raise HandshakeError(f"peer {remote_key.hex()} sent an unknown verdict {verdict!r}")
     except HandshakeError:
@@ -443,7 +502,7 @@ async def handshake(
         raise
     except TimeoutError:
         _abort(writer, conn)
-        raise HandshakeError(f"handshake not done within {handshake_timeout_ms} ms") from None
+        raise HandshakeTimeout("handshake", handshake_timeout_ms) from None
     except asyncio.IncompleteReadError:
         _abort(writer, conn)
         raise HandshakeError("peer closed the connection during the handshake") from None
@@ -466,8 +525,10 @@ async def connect(
     node_key: nacl.signing.SigningKey,
     accept: Accept,
     *,
+    network_id: bytes = NO_NETWORK,
     dial_timeout_ms: int = dial_timeout_ms_default,
     frame_bytes_max: int = frame_bytes_max_default,
+    hello_timeout_ms: int = hello_timeout_ms_default,
     handshake_timeout_ms: int = handshake_timeout_ms_default,
     read_timeout_ms: int = read_timeout_ms_default,
     write_timeout_ms: int = write_timeout_ms_default,
@@ -485,7 +546,9 @@ async def connect(
         writer,
         node_key,
         accept,
+        network_id=network_id,
         frame_bytes_max=frame_bytes_max,
+        hello_timeout_ms=hello_timeout_ms,
         handshake_timeout_ms=handshake_timeout_ms,
         read_timeout_ms=read_timeout_ms,
         write_timeout_ms=write_timeout_ms,

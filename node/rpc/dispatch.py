@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, Final
 
 from node.rpc.methods import MethodRegistry, Session, bind_params
@@ -55,6 +56,9 @@ class Dispatcher:
         self.read_only = read_only
         self.batch_length_max = batch_length_max
         self.call_timeout_ms = call_timeout_ms
+        #: Told `(method, code)` once per request answered or run: the method name (None for an
+        #: invalid request) and 0 for a result, else the error code. For metrics (node/ops/metrics.py).
+        self.on_answer: Callable[[str | None, int], None] | None = None
 
     async def handle(self, body: bytes | str, session: Session | None = None) -> bytes | None:
         """The encoded response, or None when nothing is to be sent (only notifications)."""
@@ -72,11 +76,14 @@ class Dispatcher:
 
     async def _answer(self, item: ErrorReply | Request, session: Session | None) -> bytes | None:
         if isinstance(item, ErrorReply):
+            self._observe(None, item.error.code)
             return encode(error_response(item.id, item.error))
         try:
             result = await self._call(item, session)
         except RpcErrorBase as error:
+            self._observe(item.method, error.code)
             return None if item.is_notification else _encode_error(item.id, error)
+        self._observe(item.method, 0)
         if item.is_notification:
             return None
         try:
@@ -84,6 +91,10 @@ class Dispatcher:
         except (TypeError, ValueError):
             logger.exception("rpc %s returned a result JSON cannot carry: %r", item.method, type(result))
             return _encode_error(item.id, InternalError())
+
+    def _observe(self, method: str | None, code: int) -> None:
+        if self.on_answer is not None:
+            self.on_answer(method, int(code))
 
     async def _call(self, request: Request, session: Session | None) -> Any:
         method = self.registry.get(request.method)

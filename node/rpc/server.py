@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Final
 
@@ -68,6 +68,9 @@ may POST cross-origin without a preflight. Anything else, or no header, is read 
 Match = Callable[[dict[str, Any], Any], bool]
 """`match(filter, payload)`: whether a subscriber with this filter gets this payload."""
 
+Probe = Callable[[], tuple[bool, dict[str, Any]]]
+"""A health check for `add_probe`: `(ok, body)`, answered 200 when ok, else 503, the body as JSON."""
+
 
 class RpcServer:
     """Serves one `MethodRegistry`. Use `async with RpcServer(...) as server:` or start()/stop()."""
@@ -103,6 +106,7 @@ class RpcServer:
         self._connections: set[_Connection] = set()
         # topic -> subscription id -> (connection, filter); publish looks only at its topic.
         self._subscriptions: dict[str, dict[str, tuple[_Connection, dict[str, Any]]]] = {}
+        self._probes: dict[str, Probe] = {}  # GET path -> health check (add_probe)
 
     # --- start / stop -----------------------------------------------------------------------------
 
@@ -112,6 +116,8 @@ class RpcServer:
         app = web.Application()
         app.router.add_post("/", self._handle_http)
         app.router.add_get("/ws", self._handle_websocket)
+        for path, probe in self._probes.items():
+            app.router.add_get(path, _probe_handler(probe))
         # No access log: under load it would be a line per HTTP request, most of the node's log,
         # written on the event loop; the node logs what matters (errors, refusals of peers) itself.
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_MS / 1000,
@@ -165,6 +171,15 @@ class RpcServer:
         return self.url.replace("http://", "ws://", 1) + "ws"
 
     # --- public -----------------------------------------------------------------------------------
+
+    def add_probe(self, path: str, probe: Probe) -> None:
+        """Answer GET `path` (such as "/health" or "/ready") with `probe()`: 200 when it says ok,
+        else 503, with its body as JSON, as load balancers and Kubernetes expect. Before start()."""
+        if self._runner is not None:
+            raise RuntimeError("probes are added before the server starts")
+        if not path.startswith("/") or path in ("/", "/ws"):
+            raise ValueError(f"bad probe path {path!r}")
+        self._probes[path] = probe
 
     def publish(self, topic: str, payload: Any, match: Match | None = None) -> int:
         """Notify every subscriber of `topic` whose filter `match(filter, payload)` accepts.
@@ -363,6 +378,14 @@ class _Connection:
         except (ConnectionError, RuntimeError) as error:
             # The peer went away mid-send; the reading side notices and cleans up.
             logger.debug("rpc: WebSocket write failed: %s", error)
+
+
+def _probe_handler(probe: Probe) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handle(request: web.Request) -> web.Response:
+        ok, body = probe()
+        return web.json_response(body, status=200 if ok else 503, headers={"Cache-Control": "no-store"})
+
+    return handle
 
 
 def _is_acceptable_content_type(header: str) -> bool:

@@ -240,10 +240,11 @@ def test_governance_walk_through(process_network, tmp_path):
     cli("keys", "new", str(keys / "validator-4.validator.json"))
     cli("keys", "new", str(keys / "validator-4.node.json"))
     v3 = load_config(net.nodes["validator-3"]["config"])
-    base = free_port_base(2)
+    base = free_port_base(3)
     text = Path(net.nodes["validator-3"]["config"]).read_text().replace("validator-3", "validator-4")
     text = re.sub(f':{v3.p2p.listen.port}"', f':{base}"', text)
     text = re.sub(f':{v3.rpc.listen.port}"', f':{base + 1}"', text)
+    text = re.sub(f':{v3.metrics.listen.port}"', f':{base + 2}"', text)
     (net.directory / "validator-4.toml").write_text(text)
     net.nodes["validator-4"] = {"name": "validator-4", "mode": "validator",
                                 "config": str(net.directory / "validator-4.toml"), "rpc": f"http://127.0.0.1:{base + 1}/"}

@@ -90,7 +90,8 @@ async def test_unknown_peer_key_is_refused(network):
     stranger = PeerManager(nacl.signing.SigningKey.generate(), allowed_keys=[validator.peers.node_key],
                            on_message=lambda peer, data: asyncio.sleep(0),
                            persistent_peers=[PeerAddress(validator.peers.node_key, "127.0.0.1",
-                                                         validator.peers.listen_port)])
+                                                         validator.peers.listen_port)],
+                           network_id=validator.peers.network_id)  # same chain, unknown key
     await stranger.start()
     try:
         for _ in range(100):

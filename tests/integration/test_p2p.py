@@ -208,7 +208,9 @@ async def test_a_persistent_peer_taken_off_the_list_is_cut_and_not_redialled_unt
         for node in (a, b, c):  # b leaves the set: the others drop it, it drops them
             others = {n.key for n in (a, b, c) if n is not node and (node is b or n is not b)}
             node.manager.set_allowed_keys(set() if node is b else others)
-        await _until(lambda: a.manager.connected_peers() == {c.key} and c.manager.connected_peers() == {a.key})
+        await _until(
+            lambda: a.manager.connected_peers() == {c.key} and c.manager.connected_peers() == {a.key}
+        )
         await asyncio.sleep(FAST.handshake_timeout_ms / 1000)  # dials begun before the cut end by then
         refused = b.manager.stats.refused_unknown
         for _ in range(50):  # several backoffs: nobody dials b while it is off the list
@@ -251,3 +253,48 @@ async def test_up_and_down_alternate_per_peer_through_churn() -> None:
         for peer in nodes:
             sequence = [kind for kind, key in node.events if key == peer.key]
             assert sequence == ["up", "down"] * (len(sequence) // 2)
+
+
+async def _hold_silent_sockets(port: int, source: str, stop: asyncio.Event) -> None:
+    """One attacker's socket: connect from `source`, say nothing, reconnect as soon as it is cut."""
+    while not stop.is_set():
+        try:
+            reader, writer = await asyncio.open_connection(HOST, port, local_addr=(source, 0))
+        except OSError:
+            await asyncio.sleep(0.01)
+            continue
+        try:
+            await reader.read()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+
+async def test_two_nodes_whose_link_drops_during_a_flood_reconnect_while_it_goes_on() -> None:
+    """The review's case: 64 silent sockets on each node's port (from another address, as from
+    another host) kept two nodes apart until the attack stopped. Now they reconnect within the
+    redial back-off, every time, with the attack still running."""
+    async with _network(2) as (a, b):
+        stop = asyncio.Event()
+        attackers = [
+            asyncio.create_task(_hold_silent_sockets(node.port, "127.0.0.2", stop))
+            for node in (a, b)
+            for _ in range(64)
+        ]
+        try:
+            await asyncio.sleep(0.3)
+            for cutter in (a, b, a):
+                other = b if cutter is a else a
+                ups = other.events.count(("up", cutter.key))
+                assert cutter.manager.disconnect(other.key, "cut during the flood")
+                await _until(lambda: other.events.count(("up", cutter.key)) == ups + 1)  # noqa: B023
+                await _until(lambda: _full_mesh([a, b]))
+                assert cutter.manager.send(other.key, b"still here")
+                assert await other.receive(1) == [(cutter.key, b"still here")]
+            assert all(n.manager.stats.inbound_refused["rate_limited"] > 0 for n in (a, b))  # it went on
+        finally:
+            stop.set()
+            for task in attackers:
+                task.cancel()
+            await asyncio.gather(*attackers, return_exceptions=True)

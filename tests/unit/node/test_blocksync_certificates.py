@@ -16,7 +16,6 @@ import msgpack
 import pytest
 from nacl.signing import SigningKey
 
-from cli.testnet import generate
 from consensus.certificate import CommitCertificate
 from consensus.messages import MessageType, Vote, sign_bytes
 from ledger import Block, GenesisValidator, Ledger
@@ -25,6 +24,7 @@ from node import wire
 from node.blocksync import BlockSync
 from node.config import load_config
 from node.keys import load_key
+from node.netgen import generate
 from node.p2p.peers import PeerManager
 from node.service import Node
 from node.validator_sets import ValidatorSets

@@ -6,10 +6,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from cli.testnet import generate
 from ledger.client import Action, Signer
 from node.config import load_config
 from node.keys import load_key
+from node.netgen import generate
 from node.service import Node
 
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from cli.testnet import generate
 from ledger.client import Signer
 from ledger.testing import address_of
 from node.config import load_config
 from node.keys import load_key
+from node.netgen import generate
 from node.rpc.protocol import ErrorCode
 from node.service import Node
 

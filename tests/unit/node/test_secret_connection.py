@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 
 import nacl.bindings
+import nacl.exceptions
 import nacl.public
 import nacl.signing
 import pytest
@@ -22,8 +23,12 @@ from node.p2p.errors import (
     FrameAuthenticationError,
     FrameTooLarge,
     HandshakeError,
+    HandshakeTimeout,
+    NetworkMismatch,
     P2PError,
     ReadTimeout,
+    RefusedByPeer,
+    SelfConnection,
     UnknownPeer,
 )
 from node.p2p.secret_connection import (
@@ -32,8 +37,10 @@ from node.p2p.secret_connection import (
     HELLO_BYTES,
     LENGTH_PREFIX_BYTES,
     MAGIC,
+    NO_NETWORK,
     TAG_BYTES,
     SecretConnection,
+    auth_payload,
     connect,
     derive_secrets,
     handshake,
@@ -234,9 +241,10 @@ async def test_handshake_succeeds_and_each_end_learns_the_other_key() -> None:
 async def test_unknown_key_is_refused_on_both_sides() -> None:
     client_key, server_key = _key(), _key()
     async with _server(server_key, lambda k: False) as (port, accepted):
-        with pytest.raises(HandshakeError, match="refused our node key") as refused:
+        with pytest.raises(RefusedByPeer, match="refused our node key") as refused:
             await connect(HOST, port, client_key, lambda k: True)
         assert not isinstance(refused.value, UnknownPeer)
+        assert refused.value.key == _pub(server_key)
         with pytest.raises(UnknownPeer) as unknown:
             await asyncio.wait_for(accepted, 5)
         assert unknown.value.key_hex == _pub(client_key).hex()
@@ -259,12 +267,41 @@ async def test_silent_connector_is_cut_after_the_handshake_timeout() -> None:
         reader, writer = await asyncio.open_connection(HOST, port)
         started = loop.time()
         try:
-            with pytest.raises(HandshakeError, match="within 200 ms"):
+            with pytest.raises(HandshakeTimeout, match="within 200 ms"):
                 await asyncio.wait_for(accepted, 5)
             elapsed = loop.time() - started
             assert 0.15 <= elapsed < 2
             # The server cut us: we read its hello and then EOF, never more.
             assert len(await asyncio.wait_for(reader.read(), 5)) == HELLO_BYTES
+        finally:
+            writer.close()
+
+
+async def test_a_silent_connector_is_cut_at_the_hello_deadline_not_the_handshake_timeout() -> None:
+    loop = asyncio.get_running_loop()
+    limits = {"hello_timeout_ms": 150, "handshake_timeout_ms": 3_000}
+    async with _server(_key(), lambda k: True, **limits) as (port, accepted):
+        reader, writer = await asyncio.open_connection(HOST, port)
+        started = loop.time()
+        try:
+            with pytest.raises(HandshakeTimeout, match="no hello within 150 ms") as late:
+                await asyncio.wait_for(accepted, 5)
+            assert late.value.stage == "hello"
+            assert 0.1 <= loop.time() - started < 1.5  # far from the 3 s of the whole handshake
+            assert len(await asyncio.wait_for(reader.read(), 5)) == HELLO_BYTES
+        finally:
+            writer.close()
+
+
+async def test_a_peer_that_sends_its_hello_then_stalls_is_cut_at_the_handshake_timeout() -> None:
+    limits = {"hello_timeout_ms": 100, "handshake_timeout_ms": 400}
+    async with _server(_key(), lambda k: True, **limits) as (port, accepted):
+        reader, writer = await asyncio.open_connection(HOST, port)
+        try:
+            writer.write(MAGIC + bytes(nacl.public.PrivateKey.generate().public_key))
+            with pytest.raises(HandshakeTimeout, match="handshake not done within 400 ms") as late:
+                await asyncio.wait_for(accepted, 5)
+            assert late.value.stage == "handshake"
         finally:
             writer.close()
 
@@ -298,36 +335,83 @@ async def test_reflected_ephemeral_key_fails_the_handshake() -> None:
             writer.close()
 
 
-async def _manual_client(port: int, sign: Callable[[bytes], tuple[bytes, bytes]]) -> SecretConnection:
-    """Run our half of the handshake by hand up to the auth frame, which `sign(challenge)` forges."""
+class _Transcript:
+    """What the manual client knows once the hellos are exchanged: both ephemerals and the challenge."""
+
+    def __init__(self, own_ephemeral: bytes, peer_ephemeral: bytes, challenge: bytes) -> None:
+        self.own_ephemeral = own_ephemeral
+        self.peer_ephemeral = peer_ephemeral
+        self.challenge = challenge
+
+
+def _spec_auth_payload(network_id: bytes, signer_ephemeral: bytes, challenge: bytes) -> bytes:
+    """What a node key signs, written from docs/P2P.md rather than taken from the code."""
+    return b"secledger/p2p/v2/auth" + network_id + signer_ephemeral + challenge
+
+
+async def _manual_client(
+    port: int, auth: Callable[[_Transcript], bytes]
+) -> tuple[SecretConnection, _Transcript]:
+    """Run our half of the handshake by hand up to the auth frame, whose plaintext `auth` makes."""
     reader, writer = await asyncio.open_connection(HOST, port)
     ephemeral = nacl.public.PrivateKey.generate()
     writer.write(MAGIC + bytes(ephemeral.public_key))
     remote_ephemeral = (await reader.readexactly(HELLO_BYTES))[len(MAGIC) :]
     shared = nacl.bindings.crypto_scalarmult(bytes(ephemeral), remote_ephemeral)
     send_key, receive_key, challenge = derive_secrets(bytes(ephemeral.public_key), remote_ephemeral, shared)
-    node_key, signature = sign(challenge)
+    transcript = _Transcript(bytes(ephemeral.public_key), remote_ephemeral, challenge)
     conn = SecretConnection(
-        reader, writer, local_key=node_key, remote_key=b"", send_key=send_key, receive_key=receive_key
+        reader, writer, local_key=b"", remote_key=b"", send_key=send_key, receive_key=receive_key
     )
-    await conn.send(node_key + signature)
-    return conn
+    await conn.send(auth(transcript))
+    return conn, transcript
+
+
+def _signed_auth(
+    key: nacl.signing.SigningKey, message: Callable[[_Transcript], bytes]
+) -> Callable[[_Transcript], bytes]:
+    """The auth frame of `key` with the signature over `message(transcript)`, for no network."""
+    return lambda t: _pub(key) + NO_NETWORK + key.sign(message(t)).signature
 
 
 @pytest.mark.parametrize(
-    "forge",
+    "message",
     [
-        pytest.param(lambda key, challenge: key.sign(challenge).signature, id="no-domain-tag"),
+        pytest.param(lambda t: t.challenge, id="no-domain-tag"),
+        pytest.param(lambda t: AUTH_DOMAIN + t.challenge, id="v1-challenge-only"),
         pytest.param(
-            lambda key, challenge: key.sign(AUTH_DOMAIN + bytes(32)).signature, id="other-challenge"
+            lambda t: _spec_auth_payload(NO_NETWORK, t.own_ephemeral, bytes(32)), id="other-challenge"
         ),
-        pytest.param(lambda key, challenge: _key().sign(AUTH_DOMAIN + challenge).signature, id="other-key"),
+        pytest.param(
+            lambda t: _spec_auth_payload(NO_NETWORK, t.peer_ephemeral, t.challenge), id="the-peer-side"
+        ),
+        pytest.param(
+            lambda t: _spec_auth_payload(b"\x01" * 32, t.own_ephemeral, t.challenge), id="other-network"
+        ),
     ],
 )
-async def test_forged_auth_signature_fails_the_handshake(forge: Callable[..., bytes]) -> None:
+async def test_forged_auth_signature_fails_the_handshake(message: Callable[[_Transcript], bytes]) -> None:
     client_key = _key()
     async with _server(_key(), lambda k: True) as (port, accepted):
-        conn = await _manual_client(port, lambda challenge: (_pub(client_key), forge(client_key, challenge)))
+        conn, _ = await _manual_client(port, _signed_auth(client_key, message))
+        try:
+            with pytest.raises(HandshakeError, match="bad handshake signature"):
+                await asyncio.wait_for(accepted, 5)
+        finally:
+            conn.close()
+
+
+async def test_a_signature_by_another_key_fails_the_handshake() -> None:
+    client_key, other = _key(), _key()
+    async with _server(_key(), lambda k: True) as (port, accepted):
+        conn, _ = await _manual_client(
+            port,
+            lambda t: (
+                _pub(client_key)
+                + NO_NETWORK
+                + other.sign(_spec_auth_payload(NO_NETWORK, t.own_ephemeral, t.challenge)).signature
+            ),
+        )
         try:
             with pytest.raises(HandshakeError, match="bad handshake signature"):
                 await asyncio.wait_for(accepted, 5)
@@ -338,15 +422,99 @@ async def test_forged_auth_signature_fails_the_handshake(forge: Callable[..., by
 async def test_honest_manual_client_passes_so_the_forgery_tests_mean_something() -> None:
     client_key = _key()
     async with _server(_key(), lambda k: True) as (port, accepted):
-        conn = await _manual_client(
-            port, lambda challenge: (_pub(client_key), client_key.sign(AUTH_DOMAIN + challenge).signature)
+        conn, transcript = await _manual_client(
+            port,
+            _signed_auth(client_key, lambda t: _spec_auth_payload(NO_NETWORK, t.own_ephemeral, t.challenge)),
         )
         try:
+            assert auth_payload(
+                NO_NETWORK, transcript.own_ephemeral, transcript.challenge
+            ) == _spec_auth_payload(NO_NETWORK, transcript.own_ephemeral, transcript.challenge)
             await conn.send(b"\x01")  # Our verdict: accept.
             server = await asyncio.wait_for(accepted, 5)
             assert server.remote_key == _pub(client_key)
         finally:
             conn.close()
+
+
+async def test_the_servers_own_auth_reflected_back_is_refused_by_the_handshake() -> None:
+    """A man in the middle (here: a client with no key) runs the key exchange with the server,
+    opens the server's auth frame and sends it straight back as its own. Under v1 this passed the
+    signature check (both sides signed the same challenge); now the handshake itself refuses it."""
+    server_key = _key()
+    held: list[bytes] = []
+
+    async def reflect() -> None:
+        reader, writer = await asyncio.open_connection(HOST, port)
+        ephemeral = nacl.public.PrivateKey.generate()
+        writer.write(MAGIC + bytes(ephemeral.public_key))
+        remote_ephemeral = (await reader.readexactly(HELLO_BYTES))[len(MAGIC) :]
+        shared = nacl.bindings.crypto_scalarmult(bytes(ephemeral), remote_ephemeral)
+        send_key, receive_key, challenge = derive_secrets(
+            bytes(ephemeral.public_key), remote_ephemeral, shared
+        )
+        conn = SecretConnection(
+            reader, writer, local_key=b"", remote_key=b"", send_key=send_key, receive_key=receive_key
+        )
+        server_auth = await conn._receive_frame(128 + TAG_BYTES, exact=True)
+        held.append(server_auth)
+        await conn.send(server_auth)  # "I am the server", with the server's own valid signature
+        assert await conn._receive_frame(1 + TAG_BYTES, exact=True) == b"\x00"  # refused
+        # The signature binds the server's own ephemeral key: it cannot pass as ours anyway.
+        with pytest.raises(nacl.exceptions.BadSignatureError):
+            nacl.signing.VerifyKey(server_auth[:32]).verify(
+                _spec_auth_payload(NO_NETWORK, bytes(ephemeral.public_key), challenge), server_auth[64:]
+            )
+        conn.close()
+
+    async with _server(server_key, lambda k: True) as (port, accepted):
+        await asyncio.wait_for(reflect(), 5)
+        with pytest.raises(SelfConnection) as refused:
+            await asyncio.wait_for(accepted, 5)
+        assert refused.value.key == _pub(server_key)
+        assert held[0][:32] == _pub(server_key)
+
+
+async def test_a_node_relayed_to_itself_refuses_the_link_on_both_ends() -> None:
+    """A relay joins a node's outbound connection to its own listener: two genuine handshakes by
+    one key. Each end sees its own key and refuses it with SelfConnection."""
+    key = _key()
+    async with _server(key, lambda k: True) as (port, accepted):
+        with pytest.raises(SelfConnection):
+            await connect(HOST, port, key, lambda k: True)
+        with pytest.raises(SelfConnection):
+            await asyncio.wait_for(accepted, 5)
+
+
+async def test_a_key_on_another_network_fails_at_once_on_both_ends() -> None:
+    client_key, server_key = _key(), _key()
+    ours, theirs = b"\x11" * 32, b"\x22" * 32
+    async with _server(server_key, lambda k: True, network_id=ours) as (port, accepted):
+        with pytest.raises(NetworkMismatch) as dialler:
+            await connect(HOST, port, client_key, lambda k: True, network_id=theirs)
+        with pytest.raises(NetworkMismatch) as listener:
+            await asyncio.wait_for(accepted, 5)
+    assert (dialler.value.local_network, dialler.value.remote_network) == (theirs, ours)
+    assert (listener.value.local_network, listener.value.remote_network) == (ours, theirs)
+    assert listener.value.key == _pub(client_key) and dialler.value.key == _pub(server_key)
+    assert ours.hex() in str(listener.value) and theirs.hex() in str(listener.value)
+
+
+async def test_the_same_network_id_on_both_ends_connects() -> None:
+    network = bytes(range(32))
+    async with _server(_key(), lambda k: True, network_id=network) as (port, accepted):
+        client = await connect(HOST, port, _key(), lambda k: True, network_id=network)
+        try:
+            server = await asyncio.wait_for(accepted, 5)
+            await client.send(b"same chain")
+            assert await server.receive() == b"same chain"
+        finally:
+            client.close()
+
+
+async def test_a_network_id_of_the_wrong_size_is_the_callers_mistake() -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        await handshake(_reader_of(b""), _SinkWriter(), _key(), lambda k: True, network_id=b"short")  # type: ignore[arg-type]
 
 
 # -- frames ---------------------------------------------------------------------------------------
@@ -536,7 +704,7 @@ def test_handshake_reader_raises_only_handshake_errors(data: bytes) -> None:
             await handshake(reader, writer, _key(), lambda k: True, handshake_timeout_ms=1_000)  # type: ignore[arg-type]
         assert writer.transport.aborted
         # An unauthenticated peer cannot make us read more than the documented bound.
-        assert len(data) - len(reader._buffer) <= HANDSHAKE_READ_BYTES_MAX == 173
+        assert len(data) - len(reader._buffer) <= HANDSHAKE_READ_BYTES_MAX == 205
         event(f"{str(error.value)[:24]} ({type(error.value.__cause__).__name__})")
 
     asyncio.run(run())
