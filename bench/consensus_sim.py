@@ -26,7 +26,8 @@ SEEDS = 3
 #: Simulated milliseconds of the run before the (no-op) heal: long enough for many heights.
 RUN_MS = 10_000
 CALM = dict(loss_pct=0, dup_pct=0, partition_pct=0, crash_pct=0, crash_mid_pct=0, slow_pct=0,
-            observer=False, delay_min_ms=1, delay_max_ms=20, healed_delay_max_ms=20, fault_ms=RUN_MS)
+            observer=False, delay_min_ms=1, delay_max_ms=20, healed_delay_max_ms=20, fault_ms=RUN_MS,
+            membership_steps=0, joiners=0)  # a fixed set, as in the earlier figures
 SECTION = "## Consensus (simulated)"
 COMMAND = ".venv/bin/python bench/consensus_sim.py"
 

@@ -9,17 +9,32 @@ checked on every step. At the end of it the network heals: partitions close, los
 nodes restart. Phase two: every honest node must decide the height after the highest one decided
 at the heal, within a bound derived from the timeout configuration (``liveness_bound_ms``).
 
+Validator set changes (consensus/testing/membership.py): half of the worlds draw a schedule of
+governance steps (add a joiner, remove, change power, rotate a key). A step due by now goes into
+the next block a proposer builds; a node learns it only by deciding that block (its content), and
+derives from it the set of the height two above (the H+2 rule). Joiners are extra nodes that run
+from the start (or join late, by block sync) as non-voting followers until a step adds them;
+removed validators keep following; a rotating node builds a new core around its new key at the
+height the rotation takes effect, with that key's own sign state, and replays its WAL into it.
+
 Invariants (any breach raises ``InvariantViolation`` naming the command that replays the seed):
 - agreement: no two honest nodes decide different blocks at one height;
-- validity: a decided block was proposed at that height and is valid;
-- certificate: every decision carries a certificate that verifies alone;
-- no double sign: no honest validator signs two different messages for one (height, round, type),
-  across crashes; and it persisted its sign state before the message left (persist before send);
-- evidence: reported evidence verifies and accuses a Byzantine validator, never an honest one;
-- liveness: as above; and an exception escaping a core is a bug, reported as "crash".
+- validity: a decided block was proposed at that height and is valid, and the change it carries
+  is the chain's next step and obeys the rules (never empty, moves less than a third);
+- certificate: every decision (by consensus or block sync) carries a certificate that verifies
+  against the set of its height as derived from the decided chain, not the node's own view;
+- membership: an honest node signs only with a key in the set of the height, and its core holds
+  (so counts) no message from outside that set: no removed validator or old key is ever counted;
+- no double sign: no key of an honest node signs two different messages for one (height, round,
+  type), across crashes and rotations; and its sign state was persisted before the message left;
+- evidence: reported evidence verifies against the set of its height and accuses a Byzantine
+  validator (by any of its keys), never an honest one;
+- liveness: as above, extended to a block for every pending step and to the height where the last
+  decided change takes effect; and an exception escaping a core is a bug, reported as "crash".
 
-What a crash keeps: the persisted SignState, and the decided blocks with their certificates (the
-node's block store); the core, its timers and its gossip memory are lost.
+What a crash keeps: the persisted SignState of each key, and the decided blocks with their
+certificates (the node's block store, from which it derives the sets); the core, its timers and its
+gossip memory are lost.
 
 Gossip: the core has none (the node owns it). The simulated node does what CometBFT's reactor does
 in miniature: every ``gossip_ms`` it broadcasts a status (height, round, what it holds for that
@@ -52,6 +67,15 @@ from consensus.core import TendermintCore
 from consensus.errors import ConsensusError
 from consensus.messages import PRECOMMIT, PREVOTE, MessageType, Proposal, Vote
 from consensus.signing import Signer, SignState, SignStep
+from consensus.testing.membership import (
+    GENESIS_POWER,
+    ROTATE,
+    GovernanceStep,
+    apply_changes,
+    byzantine_share_ok,
+    draw_schedule,
+    rule_violation,
+)
 from consensus.timeouts import TimeoutConfig
 from consensus.validators import Validator, ValidatorSet
 
@@ -124,6 +148,10 @@ class SimConfig:
     fault_ms: int
     gossip_ms: int = 300
     timeouts: TimeoutConfig = SIM_TIMEOUTS
+    #: Governance steps (validator set changes) the seed schedules; 0: the genesis set throughout.
+    membership_steps: int = 0
+    #: Nodes that start as non-voting followers with a key of their own, for steps to add.
+    joiners: int = 0
 
     @classmethod
     def draw(cls, rng: random.Random, seed: int, validators: int | None = None,
@@ -133,7 +161,7 @@ class SimConfig:
         f = (n - 1) // 3
         drawn = tuple(rng.choice(BYZANTINE_KINDS) for _ in range(rng.randint(0, f)))
         calm = rng.random() < 0.2  # some runs have no faults at all: the baseline must work too
-        return cls(
+        config = cls(
             seed=seed,
             validators=n,
             byzantine=drawn if byzantine is None else byzantine,
@@ -149,6 +177,10 @@ class SimConfig:
             crash_mid_pct=0 if calm else rng.randint(0, 5),
             fault_ms=rng.randint(500, 3000),
         )
+        # Half of the worlds change their validator set while the faults go on.
+        config.membership_steps = 0 if rng.random() < 0.5 else rng.randint(1, 4)
+        config.joiners = rng.randint(0, 2) if config.membership_steps else 0
+        return config
 
 
 @dataclass(slots=True)
@@ -170,6 +202,11 @@ class SimResult:
     evidence: int
     #: Height -> decided block id, as the checkers saw it: two runs of one seed must agree.
     decided: dict[int, bytes]
+    #: Governance steps decided on the chain: (height of the block, kinds of its actions).
+    membership: tuple[tuple[int, tuple[str, ...]], ...] = ()
+    #: Keys that signed a decided certificate although they were not in the genesis set (added
+    #: validators, rotated keys): proof that new members really vote.
+    new_signers: int = 0
 
 
 #: A node's WAL holds at most this many received messages per height.
@@ -208,30 +245,52 @@ class _Wal:
 
 @dataclass(slots=True)
 class _Disk:
-    """What survives a crash: the sign state, the decided blocks with certificates, the WAL."""
+    """What survives a crash: the sign state of each key, the decided blocks with certificates,
+    the WAL, and what the node derived from its decided blocks alone: the validator set of every
+    height up to two past its tip, and how many governance steps its chain has decided."""
 
-    sign_state: SignState | None = None
+    sign_states: dict[bytes, SignState] = field(default_factory=dict)
     height: int = 0
     certificates: dict[int, CommitCertificate] = field(default_factory=dict)
     wal: _Wal = field(default_factory=lambda: _Wal(1))
+    sets: dict[int, ValidatorSet] = field(default_factory=dict)
+    steps: int = 0
 
-    def decided(self, height: int, certificate: CommitCertificate) -> None:
+    def decided(self, height: int, certificate: CommitCertificate, set_after_next: ValidatorSet,
+                steps: int) -> None:
+        """Store block ``height``; the changes it carries give the set of ``height + 2``."""
         self.height = height
         self.certificates[height] = certificate
         self.wal = self.wal.next(height + 1)
+        self.sets[height + 2] = set_after_next
+        self.steps = steps
 
 
 class _Node:
-    __slots__ = ("index", "role", "key", "public_key", "core", "epoch", "disk")
+    """A simulated node. ``keys`` are its consensus keys in the order it uses them (a rotation
+    adds one); ``key`` is the one its core signs with now (None for the observer)."""
+
+    __slots__ = ("index", "role", "keys", "key", "public_key", "core", "epoch", "disk")
 
     def __init__(self, index: int, role: str, key: nacl.signing.SigningKey | None) -> None:
         self.index = index
         self.role = role
-        self.key = key
-        self.public_key = bytes(key.verify_key) if key is not None else b""
+        self.keys: list[nacl.signing.SigningKey] = [key] if key is not None else []
         self.core: TendermintCore | None = None
         self.epoch = 0
         self.disk = _Disk()
+        self.use_key(key)
+
+    def use_key(self, key: nacl.signing.SigningKey | None) -> None:
+        self.key = key
+        self.public_key = bytes(key.verify_key) if key is not None else b""
+
+    def key_for(self, validators: ValidatorSet) -> nacl.signing.SigningKey | None:
+        """The key to sign with under ``validators``: the newest of ours in it, else the current."""
+        for key in reversed(self.keys):
+            if bytes(key.verify_key) in validators:
+                return key
+        return self.key
 
 
 class Simulation:
@@ -253,17 +312,44 @@ class Simulation:
         cfg = self.config
         if len(cfg.byzantine) > (cfg.validators - 1) // 3:
             raise ValueError("at most f Byzantine validators")
+        # Nodes: the genesis validators, then the joiners (followers until a step adds them), then
+        # the observer if any.
         keys = [nacl.signing.SigningKey(hashlib.sha256(b"sim-key|%d|%d" % (seed, i)).digest())
-                for i in range(cfg.validators)]
-        self.validator_set = ValidatorSet(Validator(bytes(k.verify_key), 1) for k in keys)
-        roles = [HONEST] * cfg.validators
+                for i in range(cfg.validators + cfg.joiners)]
+        self.validator_set = ValidatorSet(Validator(bytes(k.verify_key), GENESIS_POWER)
+                                          for k in keys[:cfg.validators])
+        roles = [HONEST] * len(keys)
         for i, kind in zip(self.rng.sample(range(cfg.validators), len(cfg.byzantine)), cfg.byzantine,
                            strict=True):
             roles[i] = kind
-        self.nodes = [_Node(i, roles[i], keys[i]) for i in range(cfg.validators)]
+        self.nodes = [_Node(i, roles[i], keys[i]) for i in range(len(keys))]
         if cfg.observer:
-            self.nodes.append(_Node(cfg.validators, "observer", None))
-        self.byzantine_keys = {n.public_key for n in self.nodes if n.role in BYZANTINE_KINDS}
+            self.nodes.append(_Node(len(keys), "observer", None))
+        #: Every consensus key a node ever holds, and its node.
+        self.owner: dict[bytes, int] = {bytes(k.verify_key): i for i, k in enumerate(keys)}
+        self._secret: dict[bytes, nacl.signing.SigningKey] = {bytes(k.verify_key): k for k in keys}
+        self.joiner_nodes = frozenset(range(cfg.validators, len(keys)))
+        # The governance schedule: steps that proposers put in blocks once due; each takes effect
+        # two heights after the block that carries it is decided.
+        self.schedule: list[GovernanceStep] = []
+        self._rotations: dict[int, int] = {}
+        if cfg.membership_steps:
+            self.schedule = draw_schedule(
+                self.rng, self.validator_set, self.owner,
+                frozenset(n.index for n in self.nodes if n.role in BYZANTINE_KINDS),
+                [(j, bytes(keys[j].verify_key)) for j in sorted(self.joiner_nodes)],
+                self._rotation_key, cfg.membership_steps, cfg.fault_ms)
+        for step in self.schedule:
+            for change in step.changes:
+                if change.kind == ROTATE:
+                    self.nodes[change.node].keys.append(self._secret[change.new_key])
+        #: When each joiner starts (0: with everyone); before that it is down, like a crashed node.
+        self.join_ms = {j: 0 if self.rng.random() < 0.5 else self.rng.randint(1, cfg.fault_ms // 2)
+                        for j in sorted(self.joiner_nodes)}
+        for node in self.nodes:
+            node.disk.sets = {1: self.validator_set, 2: self.validator_set}
+        self.byzantine_keys = {bytes(k.verify_key) for n in self.nodes if n.role in BYZANTINE_KINDS
+                               for k in n.keys}
         self.now = 0
         self._queue: list[tuple[int, int, int, object]] = []
         self._seq = 0
@@ -287,6 +373,19 @@ class Simulation:
         self.max_round = 0
         self.target_height = 0
         self.deadline_ms = 0
+        # The chain as the checkers derive it from the decided blocks alone: the set of each height
+        # (up to two past the highest decided), the steps decided, which block carries which step.
+        self.chain_sets: dict[int, ValidatorSet] = {1: self.validator_set, 2: self.validator_set}
+        self.chain_steps: list[tuple[int, int]] = []
+        self.block_step: dict[bytes, int] = {}
+        self.new_signers: set[bytes] = set()
+
+    def _rotation_key(self, node: int) -> bytes:
+        """A fresh consensus key for ``node``'s next rotation."""
+        count = self._rotations[node] = self._rotations.get(node, 0) + 1
+        key = nacl.signing.SigningKey(hashlib.sha256(b"sim-rot|%d|%d|%d" % (self.seed, node, count)).digest())
+        self._secret[bytes(key.verify_key)] = key
+        return bytes(key.verify_key)
 
     # --- running ---------------------------------------------------------------------------------
 
@@ -308,8 +407,11 @@ class Simulation:
     def run(self) -> SimResult:
         cfg = self.config
         for node in self.nodes:
+            if self.join_ms.get(node.index, 0) > 0:
+                self._push(self.join_ms[node.index], _RESTART, (node.index, node.epoch))
+                continue
             if node.role != "silent":
-                self._boot(node)
+                self._boot(node, gossip=False)
             self._push(self.rng.randint(0, cfg.gossip_ms), _GOSSIP, (node.index, node.epoch))
         self._push(self.rng.randint(20, 200), _CHAOS, None)
         self._push(cfg.fault_ms, _HEAL, None)
@@ -335,6 +437,8 @@ class Simulation:
             messages_sent=self.messages_sent, messages_delivered=self.messages_delivered,
             consensus_delivered=self.consensus_delivered, protocol_sent=self.protocol_sent, end_ms=self.now,
             max_round=self.max_round, evidence=self.evidence, decided=dict(self.decided),
+            membership=tuple((h, self.schedule[k].kinds) for h, k in self.chain_steps),
+            new_signers=len(self.new_signers),
         )
 
     def _honest(self) -> list[_Node]:
@@ -359,17 +463,24 @@ class Simulation:
             index, epoch, height, round_ = payload  # type: ignore[misc]
             node = self.nodes[index]
             if node.epoch == epoch and node.core is not None:
-                self._act(node, node.core.propose(height, round_, self._new_block(height)))
+                self._act(node, node.core.propose(height, round_, self._new_block(height, node)))
         elif kind == _VALIDITY:
             index, epoch, height, block_id = payload  # type: ignore[misc]
             node = self.nodes[index]
             if node.epoch == epoch and node.core is not None:
-                self._act(node, node.core.block_validity(height, block_id, block_id in self.valid_blocks))
+                self._act(node, node.core.block_validity(height, block_id, self._valid_for(node, block_id)))
         elif kind == _APPLY:
             index, epoch, height = payload  # type: ignore[misc]
             node = self.nodes[index]
             if node.epoch == epoch and node.core is not None and node.core.height < height:
-                self._act(node, node.core.start_height(height, self.validator_set))
+                validators = node.disk.sets[height]
+                if node.key_for(validators) is not node.key:
+                    # A rotation takes effect: from this height on the node signs with its new key,
+                    # so it builds a new core around a Signer of that key (with that key's own
+                    # sign state) and gives it back its WAL, as after a restart.
+                    self._boot(node, gossip=False)
+                else:
+                    self._act(node, node.core.start_height(height, validators))
                 if node.core is not None:  # _act may have crashed it
                     self._send_status(node, catch_up_only=True)
         elif kind == _GOSSIP:
@@ -391,12 +502,14 @@ class Simulation:
 
     # --- nodes -----------------------------------------------------------------------------------
 
-    def _boot(self, node: _Node) -> None:
+    def _boot(self, node: _Node, gossip: bool = True) -> None:
+        height = node.disk.height + 1
+        validators = node.disk.sets[height]
+        node.use_key(node.key_for(validators))
         signer = None
         if node.key is not None:
-            signer = self.signer_class(node.key, CHAIN_ID, node.disk.sign_state)
-        node.core = self.core_class(CHAIN_ID, self.validator_set, signer, node.disk.height + 1,
-                                    self.config.timeouts)
+            signer = self.signer_class(node.key, CHAIN_ID, node.disk.sign_states.get(node.public_key))
+        node.core = self.core_class(CHAIN_ID, validators, signer, height, self.config.timeouts)
         self._act(node, node.core.start())
         # Replay the WAL, as CometBFT does on restart: the core gets back its vote sets.
         wal = node.disk.wal
@@ -405,7 +518,8 @@ class Simulation:
             if node.core is None or node.core.height != node.disk.wal.height:
                 break
             self._act(node, node.core.receive(message))
-        self._push(self.rng.randint(0, self.config.gossip_ms), _GOSSIP, (node.index, node.epoch))
+        if gossip:
+            self._push(self.rng.randint(0, self.config.gossip_ms), _GOSSIP, (node.index, node.epoch))
 
     def _crash(self, node: _Node) -> None:
         node.core = None
@@ -425,7 +539,7 @@ class Simulation:
                 self.protocol_sent += len(self.nodes) - 1
                 self._broadcast(node, action.message)
             elif isinstance(action, PersistSignState):
-                node.disk.sign_state = action.state
+                node.disk.sign_states[node.public_key] = action.state
                 signed = action.state.message(CHAIN_ID, node.public_key)
                 wal = node.disk.wal
                 if signed is not None and signed.height == wal.height:
@@ -442,18 +556,43 @@ class Simulation:
                            (node.index, node.epoch, action.height, action.block_id))
             elif isinstance(action, Decide):
                 self._check_decide(node, action)
-                node.disk.decided(action.height, action.certificate)
+                self._store(node, action.height, action.certificate)
                 self._push(self.rng.randint(0, 3), _APPLY, (node.index, node.epoch, action.height + 1))
             elif isinstance(action, ReportEvidence):
                 self._check_evidence(node, action)
             else:
                 raise self.fail("crash", f"unknown action {action!r}")
 
-    def _new_block(self, height: int) -> bytes:
+    def _new_block(self, height: int, node: _Node) -> bytes:
+        """The application builds a block on ``node``'s chain; it carries the next governance step
+        of that chain if the step is due (its proposal reached its threshold)."""
         self._block_counter += 1
         block_id = hashlib.sha256(b"block|%d|%d|%d" % (self.seed, height, self._block_counter)).digest()
         self.valid_blocks.add(block_id)
+        step = node.disk.steps
+        if step < len(self.schedule) and self.schedule[step].due_ms <= self.now:
+            self.block_step[block_id] = step
         return block_id
+
+    def _valid_for(self, node: _Node, block_id: bytes) -> bool:
+        """The application's verdict at ``node``: a block it knows as valid, whose governance step
+        (if any) is the next one of the node's chain, so the change applies to the set it knows."""
+        step = self.block_step.get(block_id)
+        return block_id in self.valid_blocks and (step is None or step == node.disk.steps)
+
+    def _store(self, node: _Node, height: int, certificate: CommitCertificate) -> None:
+        """The node stores decided block ``height`` and derives, from that block's content alone,
+        the set of ``height + 2``."""
+        disk = node.disk
+        if height <= disk.height:
+            return  # block sync stored it while the core was deciding it too
+        validators = disk.sets[height + 1]
+        steps = disk.steps
+        step = self.block_step.get(certificate.block_id)
+        if step is not None and step == steps:
+            validators = apply_changes(validators, self.schedule[step].changes)
+            steps += 1
+        disk.decided(height, certificate, validators, steps)
 
     # --- network ---------------------------------------------------------------------------------
 
@@ -507,17 +646,23 @@ class Simulation:
         if sync.height != core.height or node.disk.height >= sync.height:
             return
         try:
-            sync.certificate.verify(CHAIN_ID, self.validator_set, height=sync.height, block_id=sync.block_id)
+            sync.certificate.verify(CHAIN_ID, node.disk.sets[sync.height], height=sync.height,
+                                    block_id=sync.block_id)
         except ConsensusError:
             return
-        self._record_decision(node, sync.height, sync.block_id)
-        node.disk.decided(sync.height, sync.certificate)
+        if node.role in (HONEST, "observer"):
+            self._check_certificate(node, sync.height, sync.block_id, sync.certificate)
+            self._record_decision(node, sync.height, sync.block_id)
+        self._store(node, sync.height, sync.certificate)
         self._push(self.rng.randint(0, 3), _APPLY, (node.index, node.epoch, sync.height + 1))
 
     def _send_status(self, node: _Node, catch_up_only: bool = False) -> None:
         core = node.core
         assert core is not None
-        held = frozenset((int(m.type), m.signer) for m in core.round_messages(core.round))
+        messages = core.round_messages(core.round)
+        if node.role in (HONEST, "observer"):
+            self._check_counted(node, core.height, messages)
+        held = frozenset((int(m.type), m.signer) for m in messages)
         self._send_all(node, Status(node.index, core.height, core.round, held, catch_up_only))
 
     def _answer_status(self, node: _Node, status: Status) -> None:
@@ -594,7 +739,7 @@ class Simulation:
         split = self._split(message.height, message.round)
         everyone = frozenset(range(len(self.nodes)))
         if isinstance(message, Proposal):
-            other = self._raw_sign(node, message, self._new_block(message.height))
+            other = self._raw_sign(node, message, self._new_block(message.height, node))
             self.proposed.add((other.height, other.block_id))
             self._alternatives[(message.height, message.round)] = (message.block_id, other.block_id)
             self._send_all(node, message, everyone - split)
@@ -634,7 +779,7 @@ class Simulation:
         may decide while the others, in the next round, are asked to vote for a fresh block."""
         height, round_ = message.height, message.round
         if isinstance(message, Proposal):
-            fresh = self._raw_sign(node, message, self._new_block(height))
+            fresh = self._raw_sign(node, message, self._new_block(height, node))
             self.proposed.add((fresh.height, fresh.block_id))
             self._fresh[(height, round_)] = fresh.block_id
             self._send_all(node, fresh)
@@ -697,13 +842,32 @@ class Simulation:
         self.target_height = max(n.disk.height for n in honest) + 1
         lag = self.target_height - min(n.disk.height for n in honest)
         self.deadline_ms = self.now + self.liveness_bound_ms(lag)
+        # Every scheduled step is due by now: the honest nodes must decide a block for each step
+        # still pending, and then (see _extend_chain) the height where the last one takes effect.
+        self._extend_liveness(self.target_height + len(self.schedule) - len(self.chain_steps))
+        if self.chain_steps:
+            self._extend_liveness(self.chain_steps[-1][0] + 2)
+
+    def _extend_liveness(self, height: int) -> None:
+        """Liveness across changes: the honest nodes must also decide ``height``, the height where
+        the last decided change takes effect, so the new set must decide a block. Each height past
+        the first target gets the time of a fresh height (f+1 rounds, as if each had a faulty
+        proposer) on top of the bound."""
+        if height <= self.target_height:
+            return
+        cfg = self.config
+        f = (cfg.validators + cfg.joiners - 1) // 3
+        fresh = (sum(cfg.timeouts.round_ms(k) for k in range(f + 2)) + 2 * cfg.healed_delay_max_ms + 10
+                 + cfg.gossip_ms)
+        self.deadline_ms += (height - self.target_height) * fresh
+        self.target_height = height
 
     def liveness_bound_ms(self, lag_heights: int) -> int:
         """Simulated time within which every honest node must reach the target height after heal:
         enough rounds for f+1 proposers in a row to be tried twice over, each starting no earlier
         than the highest round reached, plus catch-up of the lagging heights."""
         cfg = self.config
-        f = (cfg.validators - 1) // 3
+        f = (cfg.validators + cfg.joiners - 1) // 3
         first = self.max_round
         rounds = 2 * (f + 1) + 4
         waiting = sum(cfg.timeouts.round_ms(first + k) for k in range(rounds))
@@ -714,25 +878,51 @@ class Simulation:
 
     def _check_signed(self, node: _Node, message: Proposal | Vote) -> None:
         data = message.sign_bytes(CHAIN_ID)
-        key = (node.public_key, message.height, message.round, int(message.type))
+        key = (message.signer, message.height, message.round, int(message.type))
         seen = self.signed.setdefault(key, data)
         if seen != data:
             raise self.fail("double-sign", f"node {node.index} signed two different {message.type.name} "
-                            f"messages at height {message.height} round {message.round}")
-        state = node.disk.sign_state
+                            f"messages at height {message.height} round {message.round} with one key")
+        state = node.disk.sign_states.get(message.signer)
         step = _STEP_OF_TYPE[message.type]
         if state is None or (state.height, state.round, state.step) < (message.height, message.round, step):
             raise self.fail("persist-before-send", f"node {node.index} sent {message} before persisting it")
+        if message.signer not in self.chain_sets[message.height]:
+            raise self.fail("membership", f"node {node.index} signed a {message.type.name} at height "
+                            f"{message.height} with a key that is not in the set of that height")
 
     def _check_decide(self, node: _Node, decide: Decide) -> None:
         if node.role not in (HONEST, "observer"):
             return
-        try:
-            decide.certificate.verify(CHAIN_ID, self.validator_set, height=decide.height,
-                                      block_id=decide.block_id)
-        except ConsensusError as exc:
-            raise self.fail("certificate", f"node {node.index} decided with a bad certificate: {exc}") from exc
+        self._check_certificate(node, decide.height, decide.block_id, decide.certificate)
         self._record_decision(node, decide.height, decide.block_id)
+        core = node.core
+        assert core is not None
+        for round_ in range(max(core.round, decide.round) + 1):
+            self._check_counted(node, decide.height, core.round_messages(round_))
+
+    def _check_counted(self, node: _Node, height: int, messages: list[Proposal | Vote]) -> None:
+        """An honest core holds (so counts) messages of ``height`` only from members of the set of
+        that height as the chain gives it: never a removed validator's vote, nor an old key's."""
+        members = self.chain_sets[height]
+        for m in messages:
+            if m.signer not in members:
+                raise self.fail("membership", f"node {node.index} counts a {m.type.name} of a key (node "
+                                f"{self.owner.get(m.signer)}) that is not in the set of height {height}")
+
+    def _check_certificate(self, node: _Node, height: int, block_id: bytes,
+                           certificate: CommitCertificate) -> None:
+        """The certificate must verify against the set of its height as the decided chain gives it,
+        not as the node believes it: no removed validator, old key or wrong power counted."""
+        validators = self.chain_sets[height]
+        try:
+            certificate.verify(CHAIN_ID, validators, height=height, block_id=block_id)
+        except ConsensusError as exc:
+            raise self.fail("certificate", f"node {node.index} decided height {height} with a certificate "
+                            f"that does not verify against the set of that height: {exc}") from exc
+        for signer, _ in certificate.precommits:
+            if signer not in self.validator_set:
+                self.new_signers.add(signer)
 
     def _record_decision(self, node: _Node, height: int, block_id: bytes) -> None:
         first = self.decided.setdefault(height, block_id)
@@ -742,16 +932,44 @@ class Simulation:
         if block_id not in self.valid_blocks or (height, block_id) not in self.proposed:
             raise self.fail("validity", f"node {node.index} decided {block_id.hex()[:12]} at height "
                             f"{height}, which was never proposed as a valid block")
+        if height + 2 not in self.chain_sets:
+            self._extend_chain(node, height, block_id)
+
+    def _extend_chain(self, node: _Node, height: int, block_id: bytes) -> None:
+        """Block ``height`` is decided: the set of ``height + 2`` is that of ``height + 1`` with the
+        block's changes, which must obey the rules against the set they change."""
+        before = self.chain_sets[height + 1]
+        after = before
+        step = self.block_step.get(block_id)
+        if step is not None:
+            if step != len(self.chain_steps):
+                raise self.fail("validity", f"node {node.index} decided a block at height {height} carrying "
+                                f"governance step {step}, but the chain has decided {len(self.chain_steps)}")
+            changes = self.schedule[step].changes
+            why = rule_violation(before, changes)
+            if why is not None:
+                raise self.fail("validity", f"the block decided at height {height} carries a change the "
+                                f"ledger refuses: {why}")
+            after = apply_changes(before, changes)
+            if not byzantine_share_ok(after, self.byzantine_keys):
+                raise self.fail("crash", f"the schedule gives the Byzantine a third of the power at height "
+                                f"{height + 2}: a bug in the simulator")
+            self.chain_steps.append((height, step))
+            if self.healed:
+                self._extend_liveness(height + 2)
+        self.chain_sets[height + 2] = after
 
     def _check_evidence(self, node: _Node, report: ReportEvidence) -> None:
         self.evidence += 1
         if node.role not in (HONEST, "observer"):
             return
+        evidence = report.evidence
         try:
-            report.evidence.verify(CHAIN_ID, self.validator_set)
+            evidence.verify(CHAIN_ID, self.chain_sets[evidence.height])
         except ConsensusError as exc:
-            raise self.fail("evidence", f"node {node.index} reported evidence that does not verify: {exc}") from exc
-        if report.evidence.validator not in self.byzantine_keys:
+            raise self.fail("evidence", f"node {node.index} reported evidence that does not verify against "
+                            f"the set of height {evidence.height}: {exc}") from exc
+        if evidence.validator not in self.byzantine_keys:
             raise self.fail("evidence", f"node {node.index} accused an honest validator")
 
 
