@@ -7,7 +7,7 @@ Binary values (addresses, hashes, keys) travel as lower-case hex; amounts as JSO
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ledger import NotFound as LedgerNotFound
 from ledger import governance, queries
@@ -29,7 +29,31 @@ from .rpc import (
 from .rpc.protocol import InvalidParams
 
 if TYPE_CHECKING:
-    from .service import Node
+    from ledger import Ledger, Transaction
+
+    from .evidence_pool import EvidencePool
+    from .mempool import Mempool
+
+
+class NodeApi(Protocol):
+    """The narrow door the RPC methods use into the node (`node.service.Node` is one): the RPC
+    depends on this, not on the node's module, so the dependency runs one way."""
+
+    ledger: Ledger
+    mempool: Mempool
+    evidence: EvidencePool
+
+    async def submit(self, raw: bytes) -> Transaction: ...
+
+    def watch_tx(self, tx_hash: bytes) -> asyncio.Future[None]: ...
+
+    def unwatch_tx(self, tx_hash: bytes, future: asyncio.Future[None]) -> None: ...
+
+    def next_nonce(self, address: bytes) -> int: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def describe_block(self, height: int) -> dict[str, Any]: ...
 
 #: Longest a `tx_wait` may wait.
 TX_WAIT_MS_MAX: int = 60_000
@@ -60,7 +84,7 @@ def _not_found(exc: LedgerNotFound) -> NotFound:
     return NotFound(str(exc))
 
 
-def build_registry(node: Node) -> MethodRegistry:
+def build_registry(node: NodeApi) -> MethodRegistry:
     registry = MethodRegistry(title="secledger node", version="0.1.0")
     ledger = lambda: node.ledger  # noqa: E731 - read at call time
 
