@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import lmdb
 
 from . import codec, layout
 from .block import EMPTY_HASH, Block, txs_hash
-from .errors import InvalidBlock, InvalidTransaction, NonceMismatch, StateRootMismatch, StoreError
+from .errors import InvalidBlock, InvalidTransaction, NonceMismatch, NotFound, StateRootMismatch, StoreError
 from .events import Event
 from .execution import check_transfer, dry_run, execute_transaction
 from .genesis import Genesis
@@ -33,6 +33,7 @@ from .store import (
     results_hash,
     state_root,
     tx_key,
+    write_history_version,
 )
 from .tx import Transaction, decode_transaction
 
@@ -65,6 +66,32 @@ class RebuildReport:
 
     height: int
     repaired_heights: tuple[int, ...]
+
+
+class PrunedHistory(NotFound):
+    """The height asked for is before the first block this node holds: it joined by state sync
+    from a snapshot, so it holds the state from `history_from - 1` on but no earlier history.
+    An archive node (one that block-synced from genesis) answers such questions."""
+
+    def __init__(self, height: int, history_from: int) -> None:
+        super().__init__(f"height {height} is before this node's history, which starts at height "
+                         f"{history_from} (the node joined by state sync); ask an archive node")
+        self.height = height
+        self.history_from = history_from
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotPoint:
+    """What a snapshot at `height` records besides the state entries: enough to recompute the
+    state root of `height` (`results_hash`) and to resume the chain there (block hash, time)."""
+
+    chain_id: str
+    genesis_hash: bytes
+    height: int
+    block_hash: bytes
+    time_ms: int
+    results_hash: bytes
+    state_root: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,6 +376,73 @@ class Ledger:
         with self.store.read() as txn:
             total = sum(entry_digest(k, v) for k, v in self.store.iter_prefix(txn, "state", b""))
         return total % (1 << 256) == self.tip.accumulator
+
+    # --- state sync ------------------------------------------------------------------------------
+
+    def snapshot_point(self, txn: lmdb.Transaction) -> SnapshotPoint:
+        """The chain's tip as seen by the read transaction `txn` (an MVCC snapshot), with the
+        results hash of that block, recomputed from its stored receipts and events."""
+        tip = self._tip_in(txn)
+        results = self.genesis.hash if tip.height == 0 else results_hash(self.store.stored_results(txn, tip.height))
+        return SnapshotPoint(self.chain_id, self.genesis.hash, tip.height, tip.block_hash, tip.time_ms,
+                             results, tip.state_root)
+
+    def snapshot_entries(self, txn: lmdb.Transaction) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, stored value) of the `state` sub-database, in key order, as `txn` sees it."""
+        return self.store.iter_prefix(txn, "state", b"")
+
+    @property
+    def history_from(self) -> int:
+        """The first height whose block this node holds (1 unless it joined by state sync)."""
+        with self.store.read() as txn:
+            return self.store.get_meta(txn, "history_from", 1)
+
+    def check_history(self, height: int, *, state: bool = False) -> None:
+        """Raise `PrunedHistory` if what is asked of `height` is not on this node: its block,
+        certificate, receipts or events (below `history_from`), or with `state`, balances and
+        holders at that height (below `history_from - 1`, the snapshot's height)."""
+        first = self.history_from
+        if first > 1 and height < (first - 1 if state else first):
+            raise PrunedHistory(height, first)
+
+    def install_snapshot(self, point: SnapshotPoint, entries: Iterable[tuple[bytes, bytes]], *,
+                         certified_root: bytes) -> ChainTip:
+        """Replace the state of an empty store (tip 0, no block) by a snapshot's entries, in ONE
+        write transaction: the state entries and their history versions at the snapshot's height,
+        the tip (height, block hash, time, root, accumulator), the root in `roots`, and
+        `history_from` = height + 1. The accumulator and root are recomputed over every entry; if
+        the root differs from `certified_root`, nothing is written (`StateRootMismatch`)."""
+        if point.chain_id != self.chain_id or point.genesis_hash != self.genesis.hash:
+            raise StoreError(f"snapshot for chain {point.chain_id!r}, this store is {self.chain_id!r}")
+        if self.tip.height != 0 or point.height < 1:
+            raise StoreError(f"a snapshot installs into an empty store only (tip is {self.tip.height})")
+        db = self.store.dbs["state"]
+        with self.store.write() as txn:
+            if self.store.get_meta(txn, "height") != 0 or txn.get(height_key(1), db=self.store.dbs["blocks"]):
+                raise StoreError("a snapshot installs into an empty store only")
+            for name in ("state", "hist_wallet", "hist_holding", "hist_supply"):
+                txn.drop(self.store.dbs[name], delete=False)
+            accumulator = 0
+            previous: bytes | None = None
+            for key, raw in entries:
+                if previous is not None and key <= previous:
+                    raise StoreError("snapshot entries out of order or repeated")
+                previous = key
+                accumulator += entry_digest(key, raw)
+                txn.put(key, raw, db=db)
+                write_history_version(self.store, txn, key, raw, point.height)
+            accumulator %= 1 << 256
+            root = state_root(point.height, accumulator, point.results_hash)
+            if root != certified_root:
+                raise StateRootMismatch(f"snapshot at height {point.height} gives state root {root.hex()}, "
+                                        f"the chain certifies {certified_root.hex()}")
+            tip = ChainTip(point.height, point.block_hash, point.time_ms, root, accumulator)
+            self._write_tip(txn, tip)
+            self.store.put_meta(txn, "history_from", point.height + 1)
+        self.tip = tip
+        self._validated.clear()
+        self._validator_hashes = None
+        return tip
 
     # --- dry runs ---------------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ def _check_height(ledger: Ledger, height: int | None) -> int:
         return ledger.tip.height
     if not 0 <= height <= ledger.tip.height:
         raise NotFound(f"height {height} is not in [0, {ledger.tip.height}]")
+    ledger.check_history(height, state=True)  # a node that joined by state sync: PrunedHistory
     return height
 
 
@@ -200,6 +201,7 @@ def block(ledger: Ledger, height: int) -> tuple[bytes, bytes]:
         raw = txn.get(height_key(height), db=ledger.store.dbs["blocks"])
         cert = txn.get(height_key(height), db=ledger.store.dbs["certs"])
     if raw is None or cert is None:
+        ledger.check_history(height)  # below a state sync's snapshot: PrunedHistory, which says so
         raise NotFound(f"no block at height {height}")
     return raw, cert
 
@@ -208,6 +210,7 @@ def state_root_at(ledger: Ledger, height: int) -> bytes:
     with ledger.store.read() as txn:
         root = txn.get(height_key(height), db=ledger.store.dbs["roots"])
     if root is None:
+        ledger.check_history(height, state=True)
         raise NotFound(f"no state root at height {height}")
     return root
 

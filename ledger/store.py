@@ -240,3 +240,10 @@ class StoreHistory:
                     out.append((identity.decode(), amount))
             position = prefix + identity + b"\x01"
         return out
+
+
+def write_history_version(store: Store, txn: lmdb.Transaction, key: bytes, raw: bytes, height: int) -> None:
+    """Record `key`'s stored value `raw` as its version at `height` in the history sub-databases
+    (balances, holdings, supply; other keys have no history). State sync uses it so that questions
+    about heights at or after a snapshot's find the values the snapshot installed."""
+    store._write_history(txn, key, decode_value(raw), height)

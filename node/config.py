@@ -157,6 +157,16 @@ class MetricsSection:
 
 
 @dataclass(frozen=True, slots=True)
+class StateSyncSection:
+    """[statesync]: taking and serving snapshots of the state, and joining from one
+    (docs/OPERATIONS.md, "State sync and archive nodes")."""
+
+    enabled: bool = False  # a node with an empty store joins from a peer's snapshot, then block-syncs
+    snapshot_interval: int = 0  # take a snapshot every this many blocks (0: never)
+    snapshots_kept: int = 2  # the newest this many snapshots are kept and served
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     node: NodeSection
     p2p: P2pSection = field(default_factory=P2pSection)
@@ -165,6 +175,7 @@ class NodeConfig:
     consensus: ConsensusSection = field(default_factory=ConsensusSection)
     log: LogSection = field(default_factory=LogSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    statesync: StateSyncSection = field(default_factory=StateSyncSection)
 
 
 # --- public ---------------------------------------------------------------------------------------
@@ -478,6 +489,8 @@ _SECTIONS: Final[dict[str, tuple[type, dict[str, Parse]]]] = {
     ),
     "log": (LogSection, {"level": _choice(LOG_LEVELS), "format": _choice(LOG_FORMATS)}),
     "metrics": (MetricsSection, {"enabled": _boolean, "listen": _address}),
+    "statesync": (StateSyncSection, {"enabled": _boolean, "snapshot_interval": _integer(0, 1_000_000_000),
+                                     "snapshots_kept": _integer(1, 100)}),
 }
 
 # The parser tables and the dataclasses must name the same keys, or a key would be unreadable.

@@ -40,6 +40,8 @@ from .p2p import PeerAddress, PeerConfig, PeerManager
 from .rpc import RpcServer
 from .rpc_api import build_registry, event_matches, jsonable
 from .sign_guard import SignStateFile
+from .statesync.fetch import StateSyncer
+from .statesync.serve import SnapshotServer
 from .validator_sets import ValidatorSets
 
 log = logging.getLogger("secledger.node")
@@ -106,7 +108,16 @@ class Node:
                               apply=self._apply_synced, on_caught_up=self._on_caught_up, on_halt=self.halt,
                               response_bytes_max=message_bytes_max - (64 << 10))
         self.driver: ConsensusDriver | None = None
-        if not self.observer:
+        self._home = home
+        # State sync (node/statesync/): snapshots taken and served; and, for an empty store with
+        # [statesync] enabled, joining from one. Until it installs, consensus and block sync wait.
+        self.snapshots = SnapshotServer(self.ledger, home / "snapshots", interval=config.statesync.snapshot_interval,
+                                        kept=config.statesync.snapshots_kept)
+        self.statesync: StateSyncer | None = None
+        if config.statesync.enabled and self.ledger.tip.height == 0:
+            self.statesync = StateSyncer(ledger=self.ledger, send=self.peers.send,
+                                         on_installed=self._on_snapshot_installed)
+        if not self.observer and self.statesync is None:
             self.driver = self._build_driver(home)
             mode = mode_from_environment()
             if mode is not None:
@@ -208,6 +219,8 @@ class Node:
         await self.peers.listen(self.config.p2p.listen.host, self.config.p2p.listen.port)
         await self.rpc.start()
         await self.ops.start()
+        if self.statesync is not None:
+            self.statesync.start()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._status_loop(), name="status"),
                        loop.create_task(self._gossip_loop(), name="gossip"),
@@ -222,6 +235,9 @@ class Node:
         if self.driver is not None:
             self.driver.stop()
         self.sync.stop()
+        if self.statesync is not None:
+            self.statesync.stop()
+        await self.snapshots.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -329,6 +345,7 @@ class Node:
                                         "tx_index": index, "event_index": event_index})
                     self.rpc.publish("events", payload, event_matches)
         self._follow_validator_set()
+        self.snapshots.on_commit(result.height)
         # Gossip first: a peer that hears of this commit then holds every transaction our clients
         # gave us before it (the proposer of the next height waits for that; see the driver).
         self._send_gossip()
@@ -349,6 +366,17 @@ class Node:
         self._on_commit(result, block)
         self.ops.observe_stage("commit", time.perf_counter() - started)
         return result
+
+    def _on_snapshot_installed(self, statuses: dict[bytes, wire.Status]) -> None:
+        """State sync installed a snapshot at h: admit the validators of h + 1 and h + 2, start
+        consensus there (a validator), and let block sync fetch h + 1 onwards."""
+        self._follow_validator_set()
+        self.mempool.update(())
+        if not self.observer and self.halted is None:
+            self.driver = self._build_driver(self._home)
+            self.driver.start()
+        for peer, status in statuses.items():
+            self.sync.on_status(peer, status)
 
     def _on_caught_up(self) -> None:
         if self.driver is not None:
@@ -375,6 +403,8 @@ class Node:
 
     def _on_peer_down(self, peer: bytes) -> None:
         self.sync.on_peer_down(peer)
+        if self.statesync is not None:
+            self.statesync.on_peer_down(peer)
 
     async def _on_peer_message(self, peer: bytes, data: bytes) -> None:
         try:
@@ -383,6 +413,8 @@ class Node:
             log.warning("peer %s sent a malformed message: %s", peer.hex()[:12], exc)
             return
         match message:
+            case wire.Status() if self.statesync is not None and self.statesync.active:
+                self.statesync.on_status(peer, message)
             case wire.Status():
                 self.sync.on_status(peer, message)
                 if self.driver is not None:
@@ -401,8 +433,15 @@ class Node:
                     self.driver.on_proposal_block(data)
             case wire.GetBlocks():
                 self.peers.send(peer, wire.encode(self.sync.serve(message)))
+            case wire.Blocks() | wire.Snapshots() | wire.SnapshotChunk() if (
+                    self.statesync is not None and self.statesync.active):
+                self.statesync.on_answer(peer, message)
             case wire.Blocks():
                 self.sync.on_blocks(peer, message)
+            case wire.GetSnapshots():
+                self.peers.send(peer, wire.encode(self.snapshots.snapshots()))
+            case wire.GetSnapshotChunk():
+                self.peers.send(peer, wire.encode(self.snapshots.chunk(message)))
 
     async def _status_loop(self) -> None:
         while True:

@@ -8,6 +8,11 @@ item names its kind. The peer layer carries them as opaque, authenticated frames
 - `block`       [block]: the encoded block of a proposal, sent just before the proposal itself.
 - `get_blocks`  [from_height, count]: ask for certified blocks.
 - `blocks`      [[block, certificate], ...]: the answer, in height order.
+- `get_snapshots`        []: ask which state snapshots the peer serves (node/statesync/).
+- `snapshots`            [[height, manifest], ...]: at most `SNAPSHOTS_MAX`, newest first; the
+                         receiver checks each manifest (and so knows its hash) itself.
+- `get_snapshot_chunk`   [height, index]: ask for one chunk of a snapshot.
+- `snapshot_chunk`       [height, index, chunk]: the answer; an empty chunk if the peer has none.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ import msgpack
 #: Most blocks one `get_blocks` may ask for, and most txs in one gossip batch.
 SYNC_BATCH_MAX: int = 64
 TX_BATCH_MAX: int = 1000
+#: Most snapshots one `snapshots` answer lists; most bytes of one manifest and one chunk.
+SNAPSHOTS_MAX: int = 4
+SNAPSHOT_MANIFEST_BYTES_MAX: int = 256 * 1024
+SNAPSHOT_CHUNK_BYTES_MAX: int = 1 << 20
 
 
 class WireError(Exception):
@@ -59,7 +68,31 @@ class Blocks:
     blocks: tuple[tuple[bytes, bytes], ...]
 
 
-WireMessage = Status | Txs | ConsensusMessage | ProposalBlock | GetBlocks | Blocks
+@dataclass(frozen=True, slots=True)
+class GetSnapshots:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshots:
+    snapshots: tuple[tuple[int, bytes], ...]  # (height, manifest)
+
+
+@dataclass(frozen=True, slots=True)
+class GetSnapshotChunk:
+    height: int
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotChunk:
+    height: int
+    index: int
+    chunk: bytes
+
+
+WireMessage = (Status | Txs | ConsensusMessage | ProposalBlock | GetBlocks | Blocks | GetSnapshots | Snapshots
+               | GetSnapshotChunk | SnapshotChunk)
 
 
 def encode(message: WireMessage) -> bytes:
@@ -76,6 +109,14 @@ def encode(message: WireMessage) -> bytes:
             value = ["get_blocks", from_height, count]
         case Blocks(blocks):
             value = ["blocks", [list(pair) for pair in blocks]]
+        case GetSnapshots():
+            value = ["get_snapshots"]
+        case Snapshots(snapshots):
+            value = ["snapshots", [list(pair) for pair in snapshots]]
+        case GetSnapshotChunk(height, index):
+            value = ["get_snapshot_chunk", height, index]
+        case SnapshotChunk(height, index, chunk):
+            value = ["snapshot_chunk", height, index, chunk]
     return msgpack.packb(value, use_bin_type=True)
 
 
@@ -121,6 +162,27 @@ def decode(data: bytes, *, bytes_max: int) -> WireMessage:
                     raise WireError("expected [block, certificate]")
                 pairs.append((_bytes(pair[0]), _bytes(pair[1])))
             return Blocks(tuple(pairs))
+        if kind == "get_snapshots" and not args:
+            return GetSnapshots()
+        if kind == "snapshots" and len(args) == 1 and isinstance(args[0], list):
+            if len(args[0]) > SNAPSHOTS_MAX:
+                raise WireError("too many snapshots")
+            listed = []
+            for pair in args[0]:
+                if not isinstance(pair, list) or len(pair) != 2:
+                    raise WireError("expected [height, manifest]")
+                manifest = _bytes(pair[1])
+                if len(manifest) > SNAPSHOT_MANIFEST_BYTES_MAX:
+                    raise WireError("snapshot manifest too large")
+                listed.append((_uint(pair[0]), manifest))
+            return Snapshots(tuple(listed))
+        if kind == "get_snapshot_chunk" and len(args) == 2:
+            return GetSnapshotChunk(_uint(args[0]), _uint(args[1]))
+        if kind == "snapshot_chunk" and len(args) == 3:
+            chunk = _bytes(args[2])
+            if len(chunk) > SNAPSHOT_CHUNK_BYTES_MAX:
+                raise WireError("snapshot chunk too large")
+            return SnapshotChunk(_uint(args[0]), _uint(args[1]), chunk)
     except WireError:
         raise
     raise WireError(f"unknown or malformed message {kind!r}")
