@@ -246,6 +246,11 @@ class _NodeCollector(Collector):
             if isinstance(value, int) and not isinstance(value, bool):
                 yield _counter(f"p2p_{stat.name}", f"Peer manager counter {stat.name} (node/p2p/peers.py PeerStats).",
                                value)
+        refused = CounterMetricFamily(f"{PREFIX}p2p_inbound_refused", "Inbound connections the peer port refused, "
+                                      "by reason (rate_limited, over_limit, unknown_key, ...).", labels=["reason"])
+        for reason, count in sorted(stats.inbound_refused.items()):
+            refused.add_metric([reason], count)
+        yield refused
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

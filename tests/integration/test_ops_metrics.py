@@ -105,6 +105,7 @@ async def test_metrics_move_as_blocks_commit(tmp_path: Path) -> None:
     assert value(after, "secledger_rpc_subscriptions", topic="blocks") == 0
     assert value(after, "secledger_p2p_messages_sent_total") > value(before, "secledger_p2p_messages_sent_total")
     assert value(after, "secledger_process_max_resident_memory_bytes") > 0
+    assert ("secledger_p2p_inbound_refused_total", (("reason", "unknown_key"),)) in after  # by reason, from 0
     assert value(after, "process_resident_memory_bytes") > 0
 
 
