@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench mutants clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/ledger_apply.py
 	$(BIN)/python bench/consensus_sim.py
 	$(BIN)/python bench/cluster.py
+
+# Mutation testing of the critical modules (docs/TESTING.md); not part of `make test`.
+# One module: make mutants MODULE=consensus/certificate.py
+mutants: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,mutants]'
+	$(BIN)/python tools/mutants.py $(if $(MODULE),--module $(MODULE))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
