@@ -39,7 +39,6 @@ class BlockSync:
         send: Callable[[bytes, bytes], bool],
         apply: Callable[[Block, bytes], BlockResult | None],
         on_caught_up: Callable[[], None],
-        on_halt: Callable[[str], None],
         response_bytes_max: int,
     ) -> None:
         self.ledger = ledger
@@ -47,7 +46,6 @@ class BlockSync:
         self._send = send
         self._apply = apply
         self._on_caught_up = on_caught_up
-        self._on_halt = on_halt
         self.response_bytes_max = response_bytes_max
         self.peer_heights: dict[bytes, int] = {}
         self._task: asyncio.Task[None] | None = None

@@ -105,7 +105,7 @@ class Node:
             network_id=self.genesis.hash,  # a key reused on another chain fails at the handshake
         )
         self.sync = BlockSync(ledger=self.ledger, validators_at=self.validator_sets.at, send=self.peers.send,
-                              apply=self._apply_synced, on_caught_up=self._on_caught_up, on_halt=self.halt,
+                              apply=self._apply_synced, on_caught_up=self._on_caught_up,
                               response_bytes_max=message_bytes_max - (64 << 10))
         self.driver: ConsensusDriver | None = None
         self._home = home

@@ -129,7 +129,7 @@ def four_validators(tmp_path):
     sent: list[tuple[bytes, bytes]] = []
     sync = BlockSync(ledger=ledger, validators_at=ValidatorSets(ledger).at,
                      send=lambda peer, data: sent.append((peer, data)) or True, apply=apply,
-                     on_caught_up=lambda: None, on_halt=pytest.fail, response_bytes_max=1 << 20)
+                     on_caught_up=lambda: None, response_bytes_max=1 << 20)
     yield chain, ledger, sync, sent, applied
     sync.stop()
     ledger.close()

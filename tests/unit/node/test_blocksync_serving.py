@@ -73,7 +73,7 @@ class Syncing:
             self.caught_up += 1
 
         self.sync = BlockSync(ledger=ledger, validators_at=ValidatorSets(ledger).at, send=send, apply=apply,
-                              on_caught_up=caught_up, on_halt=pytest.fail, response_bytes_max=response_bytes_max)
+                              on_caught_up=caught_up, response_bytes_max=response_bytes_max)
 
     async def wait_for_request(self, count: int = 1) -> None:
         for _ in range(500):

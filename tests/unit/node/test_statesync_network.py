@@ -34,7 +34,7 @@ class FakePeer:
         self.server.files.write(source.snapshot)
         self.forge = forge
         self.blocks = BlockSync(ledger=source.h.ledger, validators_at=lambda _h: None, send=lambda *_: True,
-                                apply=lambda *_: None, on_caught_up=lambda: None, on_halt=lambda _r: None,
+                                apply=lambda *_: None, on_caught_up=lambda: None,
                                 response_bytes_max=1 << 22)
 
     def answer(self, message: wire.WireMessage) -> wire.WireMessage:
