@@ -85,7 +85,7 @@ def address(value: str) -> bytes:
             return bytes.fromhex(value)
         except ValueError:
             pass
-    if _exists(value):
+    if path_exists(value):
         try:
             return bytes(load_key(value).verify_key)
         except KeyFileError as exc:
@@ -101,7 +101,7 @@ def public_key(value: str) -> bytes:
             return bytes.fromhex(value)
         except ValueError:
             pass
-    if not _exists(value):
+    if not path_exists(value):
         raise CliError(f"{value!r} is neither 64 hex digits nor a file", exit_code=2)
     try:
         data = json.loads(Path(value).read_text())
@@ -118,7 +118,7 @@ def public_key(value: str) -> bytes:
     return key
 
 
-def _exists(value: str) -> bool:
+def path_exists(value: str) -> bool:
     try:
         return Path(value).exists()
     except (OSError, ValueError):  # a name too long, or with a NUL in it
@@ -209,7 +209,7 @@ def _content_hash(value: str) -> bytes:
             return bytes.fromhex(value)
         except ValueError:
             pass
-    if _exists(value) and Path(value).is_file():
+    if path_exists(value) and Path(value).is_file():
         try:
             return hashlib.sha256(Path(value).read_bytes()).digest()
         except OSError as exc:

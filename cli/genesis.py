@@ -32,7 +32,7 @@ from ledger.genesis import CHAIN_ID_PATTERN, CHAIN_ID_RULE
 from node.genesis_file import render_genesis
 from node.netgen import SetupError, init_home, install_genesis, load_card
 
-from .commands import CliError, _exists, public_key
+from .commands import CliError, path_exists, public_key
 
 #: Voting power `genesis add-validator` gives unless --power says otherwise.
 DEFAULT_POWER: Final[int] = 10
@@ -76,7 +76,7 @@ def genesis_new(args: Any) -> dict[str, Any]:
     time_ms = args.genesis_time_ms if args.genesis_time_ms is not None else time.time_ns() // 1_000_000
     if not 0 <= time_ms < 2**53:
         raise CliError(f"--genesis-time-ms: expected a unix time in milliseconds, got {time_ms}", exit_code=2)
-    if _exists(str(path)):
+    if path_exists(str(path)):
         raise CliError(f"--genesis: {path} exists; the ceremony starts from a new file")
     data: dict[str, Any] = {"chain_id": args.chain_id, "genesis_time_ms": time_ms, "validators": [],
                             "observers": [], "admins": []}

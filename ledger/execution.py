@@ -669,6 +669,19 @@ def token_recover(ctx: Context, body: dict[str, Any]) -> None:
              amount=balance, frozen_amount=frozen, address_frozen=flag, agent=ctx.signer)
 
 
+
+# --- the verbs the other handler modules share (corporate actions, governance) -----------------------
+# Public names for what those modules call; the definitions above keep their names, which the
+# mutation run's list of equivalent mutants refers to (tools/mutants.toml).
+capacity_checks = _capacity_checks
+credit = _credit
+debit = _debit
+identity_of = _identity_of
+party_checks = _party_checks
+require_token = _token
+wallet_of = _wallet
+require_owner = _require_owner
+
 HANDLERS: dict[str, Callable[[Context, dict[str, Any]], None]] = {
     "role.grant": role_grant,
     "role.revoke": role_revoke,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import layout
-from ..execution import Context, _identity_of, _token
+from ..execution import Context, identity_of, require_token
 from ..reasons import FAILURE, INVALID_SENDER, refuse
 from .common import require_issuer_side, require_past_record_height
 
@@ -27,7 +27,7 @@ def vote_key(action_id: str, identity_id: str) -> bytes:
 
 def create(ctx: Context, body: dict[str, Any]) -> None:
     symbol = body["token"]
-    require_issuer_side(ctx, symbol, _token(ctx, symbol))
+    require_issuer_side(ctx, symbol, require_token(ctx, symbol))
     require_past_record_height(ctx, body["record_height"])
     if not body["opens_at_height"] < body["closes_at_height"] or body["closes_at_height"] <= ctx.height:
         raise refuse(FAILURE, "bad_voting_window")
@@ -55,7 +55,7 @@ def vote(ctx: Context, body: dict[str, Any]) -> None:
     option = body["option"]
     if option >= len(ballot["options"]):
         raise refuse(FAILURE, "unknown_option")
-    identity_id = _identity_of(ctx.state, ctx.signer)
+    identity_id = identity_of(ctx.state, ctx.signer)
     if identity_id is None:
         raise refuse(INVALID_SENDER, "sender_not_registered")
     assert ctx.state.history is not None

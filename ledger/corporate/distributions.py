@@ -23,13 +23,13 @@ from typing import Any
 from .. import layout
 from ..execution import (
     Context,
-    _capacity_checks,
-    _credit,
-    _debit,
-    _identity_of,
-    _party_checks,
-    _token,
-    _wallet,
+    capacity_checks,
+    credit,
+    debit,
+    identity_of,
+    party_checks,
+    require_token,
+    wallet_of,
 )
 from ..reasons import (
     FAILURE,
@@ -72,12 +72,12 @@ def entitlement(ctx: Context, record: dict[str, Any], action_id: str, identity_i
 
 def fund(ctx: Context, payment_token: str, amount: int) -> None:
     """Move `amount` of the payment token from the signer's wallet into escrow."""
-    _token(ctx, payment_token)
-    payer_id = _identity_of(ctx.state, ctx.signer)
-    balance, frozen, _ = _wallet(ctx.state, payment_token, ctx.signer)
+    require_token(ctx, payment_token)
+    payer_id = identity_of(ctx.state, ctx.signer)
+    balance, frozen, _ = wallet_of(ctx.state, payment_token, ctx.signer)
     if payer_id is None or balance - frozen < amount:
         raise refuse(INSUFFICIENT_BALANCE, "insufficient_funding_balance")
-    _debit(ctx, payment_token, ctx.signer, payer_id, amount, unfreeze_excess=False)
+    debit(ctx, payment_token, ctx.signer, payer_id, amount, unfreeze_excess=False)
     ctx.state.set(escrow_key(payment_token), ctx.state.get(escrow_key(payment_token), 0) + amount)
 
 
@@ -91,7 +91,7 @@ def open_distribution(ctx: Context, action_id: str, record: dict[str, Any]) -> N
 
 def declare(ctx: Context, body: dict[str, Any]) -> None:
     symbol, payment_token = body["token"], body["payment_token"]
-    require_issuer_side(ctx, symbol, _token(ctx, symbol))
+    require_issuer_side(ctx, symbol, require_token(ctx, symbol))
     require_past_record_height(ctx, body["record_height"])
     if body["expires_at"] <= ctx.time_s:
         raise refuse(FAILURE, "expiry_in_the_past")
@@ -130,15 +130,15 @@ def _pay(ctx: Context, action_id: str, record: dict[str, Any], identity_id: str,
     if ctx.state.get(layout.lost_wallet(wallet)) is not None:
         raise refuse(INVALID_RECEIVER, "receiver_wallet_lost")
     for symbol in (*record["tokens"], payment_token):
-        if _wallet(ctx.state, symbol, wallet)[2]:
+        if wallet_of(ctx.state, symbol, wallet)[2]:
             raise refuse(INVALID_RECEIVER, "payment_held:wallet_frozen")
-    rules = _token(ctx, payment_token)["rules"]
+    rules = require_token(ctx, payment_token)["rules"]
     try:
-        _party_checks(ctx.state, rules, identity_id, "receiver", ctx.time_s)
-        _capacity_checks(ctx.state, payment_token, rules, identity_id, amount, sender_leaves=False)
+        party_checks(ctx.state, rules, identity_id, "receiver", ctx.time_s)
+        capacity_checks(ctx.state, payment_token, rules, identity_id, amount, sender_leaves=False)
     except Refusal as refusal:
         raise refuse(refusal.outcome.code, f"payment_held:{refusal.outcome.reason}") from None
-    _credit(ctx, payment_token, wallet, identity_id, amount)
+    credit(ctx, payment_token, wallet, identity_id, amount)
     ctx.state.set(escrow_key(payment_token), ctx.state.get(escrow_key(payment_token)) - amount)
     ctx.state.set(paid_key(action_id, identity_id), amount)
     ctx.state.set(distribution_key(action_id), {**record, "paid": record["paid"] + amount})
@@ -149,7 +149,7 @@ def _pay(ctx: Context, action_id: str, record: dict[str, Any], identity_id: str,
 
 def claim(ctx: Context, body: dict[str, Any]) -> None:
     record = _open(ctx, body["id"])
-    identity_id = _identity_of(ctx.state, ctx.signer)
+    identity_id = identity_of(ctx.state, ctx.signer)
     if identity_id is None:
         raise refuse(INVALID_RECEIVER, "receiver_not_registered")
     _pay(ctx, body["id"], record, identity_id, ctx.signer)
@@ -160,9 +160,9 @@ def pay(ctx: Context, body: dict[str, Any]) -> None:
     action_id = body["id"]
     record = _open(ctx, action_id)
     for symbol in record["tokens"]:
-        require_issuer_side(ctx, symbol, _token(ctx, symbol))
+        require_issuer_side(ctx, symbol, require_token(ctx, symbol))
     for identity_id, wallet in body["payments"]:
-        if _identity_of(ctx.state, wallet) != identity_id:
+        if identity_of(ctx.state, wallet) != identity_id:
             ctx.emit("distribution.payment_skipped", record["tokens"][0], (wallet,), id=action_id,
                      identity=identity_id, wallet=wallet, reason="wallet_not_of_identity")
             continue
@@ -186,9 +186,9 @@ def reclaim(ctx: Context, body: dict[str, Any]) -> None:
     remainder = record["funded"] - record["paid"]
     payment_token = record["payment_token"]
     if remainder > 0:
-        payer_id = _identity_of(ctx.state, ctx.signer)
+        payer_id = identity_of(ctx.state, ctx.signer)
         assert payer_id is not None, "the declarer funded it from a registered wallet"
-        _credit(ctx, payment_token, ctx.signer, payer_id, remainder)
+        credit(ctx, payment_token, ctx.signer, payer_id, remainder)
         ctx.state.set(escrow_key(payment_token), ctx.state.get(escrow_key(payment_token)) - remainder)
     ctx.state.set(distribution_key(action_id), {**record, "closed": True})
     ctx.emit("distribution.reclaimed", record["tokens"][0], (ctx.signer,), id=action_id, amount=remainder,

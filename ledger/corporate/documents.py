@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import layout
-from ..execution import Context, _require_owner, _token
+from ..execution import Context, require_owner, require_token
 from ..reasons import FAILURE, refuse
 
 
@@ -23,7 +23,7 @@ def document_prefix(symbol: str) -> bytes:
 
 def set_document(ctx: Context, body: dict[str, Any]) -> None:
     symbol, name = body["token"], body["name"]
-    _require_owner(ctx, _token(ctx, symbol))
+    require_owner(ctx, require_token(ctx, symbol))
     previous = ctx.state.get(document_key(symbol, name))
     ctx.state.set(document_key(symbol, name), (body["uri"], body["hash"], ctx.time_s))
     ctx.emit("token.document_set", symbol, (), name=name, uri=body["uri"], hash=body["hash"],
@@ -32,7 +32,7 @@ def set_document(ctx: Context, body: dict[str, Any]) -> None:
 
 def remove_document(ctx: Context, body: dict[str, Any]) -> None:
     symbol, name = body["token"], body["name"]
-    _require_owner(ctx, _token(ctx, symbol))
+    require_owner(ctx, require_token(ctx, symbol))
     if ctx.state.get(document_key(symbol, name)) is None:
         raise refuse(FAILURE, "unknown_document")
     ctx.state.delete(document_key(symbol, name))

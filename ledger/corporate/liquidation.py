@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..execution import Context, _token
+from ..execution import Context, require_token
 from ..reasons import FAILURE, refuse
 from ..waterfall import ShareClass, split_pro_rata, waterfall
 from .common import require_issuer_side, require_past_record_height
@@ -21,7 +21,7 @@ from .distributions import open_distribution, table_key
 def declare(ctx: Context, body: dict[str, Any]) -> None:
     record_height = body["record_height"]
     for token, *_ in body["classes"]:
-        require_issuer_side(ctx, token, _token(ctx, token))
+        require_issuer_side(ctx, token, require_token(ctx, token))
     require_past_record_height(ctx, record_height)
     if body["expires_at"] <= ctx.time_s:
         raise refuse(FAILURE, "expiry_in_the_past")
