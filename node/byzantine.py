@@ -25,6 +25,7 @@ from consensus.messages import MessageType, Proposal, Vote, encode_message, sign
 from ledger import Block, Ledger
 
 from . import wire
+from .fault_points import FaultSwitchError
 
 log = logging.getLogger("secledger.byzantine")
 
@@ -35,7 +36,7 @@ MODES = ("equivocate", "double_vote")
 def mode_from_environment() -> str | None:
     mode = os.environ.get(ENVIRONMENT_VARIABLE) or None
     if mode is not None and mode not in MODES:
-        raise ValueError(f"{ENVIRONMENT_VARIABLE}={mode!r}: expected one of {', '.join(MODES)}")
+        raise FaultSwitchError(f"{ENVIRONMENT_VARIABLE}={mode!r}: expected one of {', '.join(MODES)}")
     return mode
 
 

@@ -16,6 +16,11 @@ ENVIRONMENT_VARIABLE = "SECLEDGER_TEST_FAULT"
 POINTS = ("kill_before_send",)
 
 
+class FaultSwitchError(Exception):
+    """A test-only environment variable (this one, or `SECLEDGER_TEST_BYZANTINE`) holds a value
+    the node does not know: it refuses to start, naming the variable."""
+
+
 class FaultPoint:
     """One armed point: kill the process the Nth time it is reached."""
 
@@ -36,5 +41,5 @@ def from_environment(name: str) -> FaultPoint | None:
         return None
     point, _, count = spec.partition(":")
     if point not in POINTS or not count.isdigit() or int(count) < 1:
-        raise ValueError(f"{ENVIRONMENT_VARIABLE}={spec!r}: expected one of {', '.join(POINTS)} as NAME:N, N >= 1")
+        raise FaultSwitchError(f"{ENVIRONMENT_VARIABLE}={spec!r}: expected one of {', '.join(POINTS)} as NAME:N, N >= 1")
     return FaultPoint(point, int(count)) if point == name else None

@@ -19,6 +19,7 @@ import lmdb
 from ledger import LedgerError
 
 from .config import ConfigError, load_config
+from .fault_points import FaultSwitchError
 from .genesis_file import GenesisFileError
 from .keys import KeyFileError
 from .ops import logs, startup
@@ -97,7 +98,7 @@ def run(config_path: str) -> int:
     try:
         startup.check_key_files(config, config_path)
         node = Node(config)
-    except startup.StartupError as exc:
+    except (startup.StartupError, FaultSwitchError) as exc:
         print(f"cannot start {moniker}: {exc}", file=sys.stderr)
         return 2
     except (GenesisFileError, KeyFileError, SignGuardError, LedgerError, lmdb.Error, OSError) as exc:

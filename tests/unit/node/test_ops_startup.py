@@ -160,3 +160,13 @@ def test_a_store_of_another_chain_names_the_data_directory(tmp_path: Path, capsy
     os.rename(tmp_path / "a" / "data" / "validator-0", tmp_path / "b" / "data" / "validator-0")
     line = refusal(capsys, second)
     assert f"{second}: node.home: store " in line and "another genesis" in line
+
+
+@pytest.mark.parametrize("variable, value", [("SECLEDGER_TEST_FAULT", "kill_before_send:0"),
+                                             ("SECLEDGER_TEST_BYZANTINE", "lie")])
+def test_an_unknown_test_switch_is_refused_by_name(tmp_path: Path, capsys, monkeypatch, variable, value) -> None:
+    """The fault campaign's environment switches: a typo refuses to start, naming the variable, not
+    an "internal error" (or, worse, a node running without the fault the test meant)."""
+    config = network(tmp_path)
+    monkeypatch.setenv(variable, value)
+    assert f"{variable}='{value}'" in refusal(capsys, config)
