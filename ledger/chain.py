@@ -17,9 +17,10 @@ import lmdb
 
 from . import codec, layout
 from .block import EMPTY_HASH, Block, txs_hash
+from .compliance import check_transfer
 from .errors import InvalidBlock, InvalidTransaction, NonceMismatch, NotFound, StateRootMismatch, StoreError
 from .events import Event
-from .execution import check_transfer, dry_run, execute_transaction
+from .execution import dry_run, execute_transaction
 from .genesis import Genesis
 from .governance import chain_params, validators_at, validators_hash, write_genesis
 from .reasons import OK, Outcome, Refusal

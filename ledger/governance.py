@@ -34,10 +34,11 @@ from collections.abc import Callable
 from typing import Any
 
 from . import codec, layout
-from .execution import Context, grant_role, revoke_role
+from .context import Context
 from .genesis import Genesis
 from .kinds import ACTION_CLASSES, MEMBERS_MAX, action_class
 from .reasons import FAILURE, INVALID_OPERATOR, Refusal, refuse
+from .roles import grant_role, revoke_role
 from .state import State
 
 #: (validator_key, node_key, power, address, name): one validator of a scheduled set.
@@ -546,13 +547,3 @@ _ACTIONS: dict[str, Callable[[Context, int, dict[str, Any]], None]] = {
     "role.revoke": role_revoke,
     "params.set": params_set,
 }
-
-
-def _register() -> None:
-    """Join this module's handlers to `execution.HANDLERS`, the one table every kind is found in."""
-    from .execution import HANDLERS as EXECUTION_HANDLERS
-
-    EXECUTION_HANDLERS.update(HANDLERS)
-
-
-_register()

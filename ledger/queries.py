@@ -11,9 +11,9 @@ from typing import Any
 
 from . import governance, layout
 from .chain import Ledger
+from .compliance import valid_claim
 from .errors import NotFound
 from .events import EVENT_KINDS
-from .execution import valid_claim
 from .state import decode_value
 from .store import StoreHistory, height_key, unpack_event_key
 

@@ -32,7 +32,7 @@ from . import layout
 from .errors import StoreError
 from .state import State, decode_value, encode_value
 
-#: The layout of stored values. 2: holding lots stored flat (`execution.Lots`). 3: the genesis writes
+#: The layout of stored values. 2: holding lots stored flat (`holdings.Lots`). 3: the genesis writes
 #: the validator set, the chain parameters and the consortium into the state; headers name the
 #: validator sets. A change here changes state roots too, so an older store cannot be rebuilt to its
 #: certified roots: it is refused.

@@ -1,5 +1,6 @@
 """Corporate actions: what issuers tokenize securities for. Each is a set of transaction kinds
-whose handlers build on the token rules in `ledger.execution`:
+whose handlers build on the shared verbs in `ledger.holdings`, `ledger.compliance` and
+`ledger.permissions`:
 
 - `documents`: attach, update and remove a token's documents (name, URI, content hash);
 - `distributions`: dividends and coupons per unit held at a record height, funded up front,

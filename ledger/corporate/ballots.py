@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from .. import layout
-from ..execution import Context, identity_of, require_token
+from ..context import Context
+from ..holdings import identity_of
+from ..permissions import require_token
 from ..reasons import FAILURE, INVALID_SENDER, refuse
 from .common import require_issuer_side, require_past_record_height
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import layout
-from ..execution import Context
+from ..context import Context
 from ..reasons import FAILURE, INVALID_OPERATOR, refuse
 
 

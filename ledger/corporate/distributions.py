@@ -21,16 +21,10 @@ from __future__ import annotations
 from typing import Any
 
 from .. import layout
-from ..execution import (
-    Context,
-    capacity_checks,
-    credit,
-    debit,
-    identity_of,
-    party_checks,
-    require_token,
-    wallet_of,
-)
+from ..compliance import capacity_checks, party_checks
+from ..context import Context
+from ..holdings import credit, debit, identity_of, wallet_of
+from ..permissions import require_token
 from ..reasons import (
     FAILURE,
     FUNDS_LOCKED,

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from .. import layout
-from ..execution import Context, require_owner, require_token
+from ..context import Context
+from ..permissions import require_owner, require_token
 from ..reasons import FAILURE, refuse
 
 

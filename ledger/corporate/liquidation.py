@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..execution import Context, require_token
+from ..context import Context
+from ..permissions import require_token
 from ..reasons import FAILURE, refuse
 from ..waterfall import ShareClass, split_pro_rata, waterfall
 from .common import require_issuer_side, require_past_record_height

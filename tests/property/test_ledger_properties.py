@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from ledger import layout
-from ledger.execution import LOTS_MAX
+from ledger.holdings import LOTS_MAX
 from ledger.kinds import AMOUNT_MAX
 from ledger.store import DB_NAMES
 from ledger.testing import FAR_FUTURE_S, LedgerHarness, address_of

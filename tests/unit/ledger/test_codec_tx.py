@@ -281,7 +281,7 @@ def test_agents_must_be_sorted_with_roles():
 
 
 def test_every_kind_has_a_handler():
-    from ledger.execution import HANDLERS
+    from ledger.handlers import HANDLERS
 
     assert set(KINDS) == set(HANDLERS)
 

@@ -6,7 +6,7 @@ changes no lot. The lots are state: every node must hold the same ones, to the u
 from __future__ import annotations
 
 from ledger import layout
-from ledger.execution import LOTS_MAX
+from ledger.holdings import LOTS_MAX
 from ledger.testing import address_of
 
 A, B, C, C2 = (address_of(n) for n in ("alice", "bob", "carol", "carol-2"))
