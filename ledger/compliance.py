@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import layout
-from .holdings import holding_of, identity_of, refuse_lost_wallets, unlocked_amount, wallet_of
+from .holdings import holding_of, identity_of, refuse_lost_wallets, reserved_of, unlocked_amount, wallet_of
 from .reasons import (
     FAILURE,
     FUNDS_LOCKED,
@@ -124,6 +124,8 @@ def check_transfer(state: State, symbol: str, sender: bytes, receiver: bytes, am
         raise refuse(INSUFFICIENT_BALANCE, "insufficient_balance")
     if balance - frozen < amount:
         raise refuse(INSUFFICIENT_BALANCE, "insufficient_free_balance")
+    if balance - frozen - reserved_of(state, symbol, sender) < amount:
+        raise refuse(INSUFFICIENT_BALANCE, "insufficient_unreserved_balance")
     if sender_id == receiver_id:
         # Between wallets of one investor: beneficial ownership does not change, so the
         # investor-level rules (lock-up, volume, eligibility, caps) have nothing to say.

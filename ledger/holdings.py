@@ -35,6 +35,34 @@ def identity_of(state: State, address: bytes) -> str | None:
     return state.get(layout.wallet(address))
 
 
+def reserved_of(state: State, symbol: str, address: bytes) -> int:
+    return state.get(layout.reserved(symbol, address), 0)
+
+
+def unreserved_free(state: State, symbol: str, address: bytes) -> int:
+    """What the holder may still send or reserve: the balance less its frozen and reserved parts.
+    Never below zero: an agent's forced transfer, redemption or freeze may take reserved units
+    (a legal order outranks a pending trade); the settlement then fails its own re-check."""
+    balance, frozen, _ = wallet_of(state, symbol, address)
+    return max(0, balance - frozen - reserved_of(state, symbol, address))
+
+
+def reserve(state: State, symbol: str, address: bytes, amount: int) -> None:
+    """Set `amount` aside for a pending settlement or subscription; the caller checked that it is
+    free (`unreserved_free`)."""
+    state.set(layout.reserved(symbol, address), reserved_of(state, symbol, address) + amount)
+
+
+def release(state: State, symbol: str, address: bytes, amount: int) -> None:
+    """Give back units `reserve` set aside (exactly what that reservation took)."""
+    held = reserved_of(state, symbol, address)
+    assert held >= amount, "release beyond reservation"
+    if held == amount:
+        state.delete(layout.reserved(symbol, address))
+    else:
+        state.set(layout.reserved(symbol, address), held - amount)
+
+
 def refuse_lost_wallets(state: State, sender: bytes | None, receiver: bytes | None) -> None:
     """A wallet a recovery declared lost may neither send nor receive: its key is presumed in
     the wrong hands (T-REX retires it the same way)."""

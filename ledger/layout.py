@@ -88,6 +88,12 @@ def volume(symbol: str, identity_id: str) -> bytes:
     return b"volume:" + symbol.encode() + SEP + identity_id.encode()
 
 
+def reserved(symbol: str, address: bytes) -> bytes:
+    """-> units of this wallet reserved for pending settlements and offering subscriptions (the
+    sum over them): not free for the holder's own transfers until released or settled."""
+    return b"reserved:" + symbol.encode() + SEP + address
+
+
 BALANCE_PREFIX = b"bal:"
 SUPPLY_PREFIX = b"supply:"
 HOLDING_PREFIX = b"holding:"
