@@ -328,6 +328,8 @@ TX_SPECS: tuple[TxSpec, ...] = (
            lambda s, a: s.set_agent(a.token, a.agent, [r for r in a.roles.split(",") if r])),
     TxSpec("set-rules", "the token owner replaces the token's rules", (Arg("token"), Arg("rules", type=_type(_rules))),
            lambda s, a: s.set_rules(a.token, a.rules)),
+    TxSpec("set-name", "the token owner renames the token", (Arg("token"), Arg("name")),
+           lambda s, a: s.set_name(a.token, a.name)),
     TxSpec("issue", "an agent issues new units to a verified investor",
            (Arg("token"), Arg("to", type=A), Arg("amount", type=N)),
            lambda s, a: s.issue(a.token, a.to, a.amount)),

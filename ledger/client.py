@@ -71,6 +71,9 @@ class Signer:
     def set_rules(self, token: str, rules: dict[str, Any]) -> bytes:
         return self.sign("token.set_rules", {"token": token, "rules": rules})
 
+    def set_name(self, token: str, name: str) -> bytes:
+        return self.sign("token.set_name", {"token": token, "name": name})
+
     def issue(self, token: str, to: bytes, amount: int) -> bytes:
         return self.sign("token.issue", {"token": token, "to": to, "amount": amount})
 

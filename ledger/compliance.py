@@ -89,6 +89,11 @@ def volume_after(state: State, symbol: str, rules: dict[str, Any], identity_id: 
     return (start_s, sent + amount)
 
 
+def is_agent_wallet(state: State, symbol: str, wallet: bytes) -> bool:
+    """Whether `wallet` holds any agent role on the token."""
+    return bool(state.get(layout.agent(symbol, wallet), ()))
+
+
 @dataclass(frozen=True, slots=True)
 class TransferPlan:
     """A transfer that passed every check, with what it will write."""
@@ -135,7 +140,11 @@ def check_transfer(state: State, symbol: str, sender: bytes, receiver: bytes, am
     period = rules.get("holding_period_s")
     if period is not None and unlocked_amount(lots, now_s, period) < amount:
         raise refuse(FUNDS_LOCKED, "holding_period")
-    volume = volume_after(state, symbol, rules, sender_id, amount, now_s)
+    # A token agent's own wallet is outside the volume window, as T-REX's time-transfer limit
+    # modules exempt token agents: the window limits how fast investors may sell, and an agent's
+    # wallet moves the issuer's own inventory (docs/LEDGER.md, "Volume windows and agents").
+    volume = None if is_agent_wallet(state, symbol, sender) else volume_after(
+        state, symbol, rules, sender_id, amount, now_s)
     if rules.get("check_sender"):
         party_checks(state, rules, sender_id, "sender", now_s)
     party_checks(state, rules, receiver_id, "receiver", now_s)

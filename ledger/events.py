@@ -74,6 +74,7 @@ EVENT_KINDS: tuple[str, ...] = (
     "token.paused",
     "token.recovered",
     "token.redeemed",
+    "token.renamed",
     "token.rules_changed",
     "token.transferred",
     "token.unfrozen",

@@ -403,6 +403,7 @@ KINDS: dict[str, Checker] = {
     ),
     "token.set_agent": record({"token": symbol, "agent": address, "roles": unique_list(one_of(AGENT_ROLES))}),
     "token.set_rules": record({"token": symbol, "rules": rules}),
+    "token.set_name": record({"token": symbol, "name": text(64)}),
     "token.issue": record({"token": symbol, "to": address, "amount": amount}),
     "token.redeem": record({"token": symbol, "from": address, "amount": amount}),
     "token.transfer": record({"token": symbol, "to": address, "amount": amount}),

@@ -60,6 +60,17 @@ def token_set_rules(ctx: Context, body: dict[str, Any]) -> None:
     ctx.emit("token.rules_changed", symbol, (), rules=body["rules"])
 
 
+def token_set_name(ctx: Context, body: dict[str, Any]) -> None:
+    """The owner's alone (T-REX `setName` is `onlyOwner`): a name is part of the security's terms."""
+    symbol = body["token"]
+    token = require_token(ctx, symbol)
+    require_owner(ctx, token)
+    if token["name"] == body["name"]:
+        raise refuse(FAILURE, "name_unchanged")
+    ctx.state.set(layout.token(symbol), {**token, "name": body["name"]})
+    ctx.emit("token.renamed", symbol, (), old_name=token["name"], name=body["name"])
+
+
 def token_issue(ctx: Context, body: dict[str, Any]) -> None:
     symbol, to, amount = body["token"], body["to"], body["amount"]
     rules = require_token(ctx, symbol)["rules"]
@@ -226,6 +237,7 @@ HANDLERS: dict[str, Callable[[Context, dict[str, Any]], None]] = {
     "token.create": token_create,
     "token.set_agent": token_set_agent,
     "token.set_rules": token_set_rules,
+    "token.set_name": token_set_name,
     "token.issue": token_issue,
     "token.redeem": token_redeem,
     "token.transfer": token_transfer,

@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import layout
 from ..context import Context
-from ..holdings import identity_of
+from ..holdings import identity_of, refuse_lost_wallets
 from ..permissions import require_token
 from ..reasons import FAILURE, INVALID_SENDER, refuse
 from .common import require_issuer_side, require_past_record_height
@@ -60,6 +60,9 @@ def vote(ctx: Context, body: dict[str, Any]) -> None:
     identity_id = identity_of(ctx.state, ctx.signer)
     if identity_id is None:
         raise refuse(INVALID_SENDER, "sender_not_registered")
+    # A wallet a recovery declared lost no longer speaks for its identity: its key is presumed in
+    # the wrong hands, and its vote would override the investor's own.
+    refuse_lost_wallets(ctx.state, ctx.signer, None)
     assert ctx.state.history is not None
     weight = ctx.state.history.holding_at(ballot["token"], identity_id, ballot["record_height"])
     if weight == 0:

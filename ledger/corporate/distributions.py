@@ -113,6 +113,15 @@ def _open(ctx: Context, action_id: str) -> dict[str, Any]:
     return record
 
 
+def _payable(ctx: Context, action_id: str) -> dict[str, Any]:
+    """An open distribution that still pays: from its expiry on, only the declarer's reclaim works
+    (the same second at which `reclaim` starts to be allowed, so no moment allows both)."""
+    record = _open(ctx, action_id)
+    if ctx.time_s >= record["expires_at"]:
+        raise refuse(FAILURE, "distribution_expired")
+    return record
+
+
 def _pay(ctx: Context, action_id: str, record: dict[str, Any], identity_id: str, wallet: bytes) -> int:
     """Pay one identity into `wallet`; raises `Refusal` (nothing changed) if it cannot be paid."""
     if ctx.state.get(paid_key(action_id, identity_id)) is not None:
@@ -142,7 +151,7 @@ def _pay(ctx: Context, action_id: str, record: dict[str, Any], identity_id: str,
 
 
 def claim(ctx: Context, body: dict[str, Any]) -> None:
-    record = _open(ctx, body["id"])
+    record = _payable(ctx, body["id"])
     identity_id = identity_of(ctx.state, ctx.signer)
     if identity_id is None:
         raise refuse(INVALID_RECEIVER, "receiver_not_registered")
@@ -152,7 +161,7 @@ def claim(ctx: Context, body: dict[str, Any]) -> None:
 def pay(ctx: Context, body: dict[str, Any]) -> None:
     """Push payments; each pair is paid, held (with an event saying why) or skipped."""
     action_id = body["id"]
-    record = _open(ctx, action_id)
+    record = _payable(ctx, action_id)
     for symbol in record["tokens"]:
         require_issuer_side(ctx, symbol, require_token(ctx, symbol))
     for identity_id, wallet in body["payments"]:
