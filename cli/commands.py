@@ -40,6 +40,8 @@ RPC_VARIABLE: Final[str] = "SECLEDGER_RPC"
 RPC_TIMEOUT_MS: int = 75_000
 #: JSON-RPC "invalid params": the node found a value of ours malformed, a usage error.
 _INVALID_PARAMS: Final[int] = -32602
+#: JSON-RPC "not found".
+_NOT_FOUND: Final[int] = -32001
 
 
 class CliError(Exception):
@@ -298,8 +300,8 @@ def _built(spec: TxSpec, signer: Signer, args: Any) -> bytes:
 N = INTEGER
 A = ADDRESS
 TX_SPECS: tuple[TxSpec, ...] = (
-    TxSpec("grant-role", "an administrator grants admin, claim_issuer or token_issuer (on a chain with members, "
-           "a member proposes it: see `gov propose grant-role`)",
+    TxSpec("grant-role", "an administrator grants admin, claim_issuer, token_issuer or venue_operator (on a chain "
+           "with members, a member proposes it: see `gov propose grant-role`)",
            (Arg("role"), Arg("account", type=A)), lambda s, a: s.grant_role(a.role, a.account)),
     TxSpec("revoke-role", "an administrator revokes a role (on a chain with members, a member proposes it)",
            (Arg("role"), Arg("account", type=A)), lambda s, a: s.revoke_role(a.role, a.account)),
@@ -431,16 +433,47 @@ def _client(url: str) -> RpcClient:
     return RpcClient(url, timeout_ms=RPC_TIMEOUT_MS)
 
 
-def _call(client: RpcClient, method: str, **params: Any) -> Any:
+def _call(client: RpcClient, method: str, *, missing_ok: bool = False, **params: Any) -> Any:
     from node.rpc.client import RpcError, RpcTransportError
 
     try:
         return client.call_sync(method, **params)
     except RpcError as exc:
+        if missing_ok and exc.code == _NOT_FOUND:
+            return None
         detail = f" {json.dumps(exc.data)}" if exc.data else ""
         raise CliError(f"{method}: {exc}{detail}", exit_code=2 if exc.code == _INVALID_PARAMS else 1) from None
     except (RpcTransportError, http.client.HTTPException, OSError, ValueError) as exc:
         raise CliError(f"cannot reach the node at {client.url} (--rpc): {_transport_reason(exc, client)}") from None
+
+
+def rpc_client(url: str) -> RpcClient:
+    """The CLI's client for `url` (for other command modules, such as cli/export.py)."""
+    return _client(url)
+
+
+def rpc_call(client: RpcClient, method: str, *, missing_ok: bool = False, **params: Any) -> Any:
+    """One call; a failure is a `CliError` of one line (exit 2 for params the node found malformed,
+    1 for any other refusal or an unreachable node). `missing_ok`: "not found" answers None."""
+    return _call(client, method, missing_ok=missing_ok, **params)
+
+
+def load_signing_key(path: Path) -> Any:
+    """The --key file's key (for other command modules, such as cli/settle.py); an unusable file is
+    a usage error naming --key."""
+    return _load_key(path)
+
+
+def sign_and_send(client: RpcClient, key: Any, build: Callable[[Signer], bytes], *, no_wait: bool) -> dict[str, Any]:
+    """Sign `build`'s transaction with the key's next nonce on the node's chain, submit it, and wait
+    for its block unless `no_wait`."""
+    status = _call(client, "chain_status")
+    return _send(client, build(Signer(key, status["chain_id"], _next_nonce(client, key))), no_wait=no_wait)
+
+
+def finished(result: dict[str, Any]) -> dict[str, Any] | Outcome:
+    """A transaction rejected in its block is a failure: its receipt, the reason on stderr, exit 1."""
+    return _finished(result)
 
 
 def _transport_reason(exc: BaseException, client: RpcClient) -> str:
@@ -477,9 +510,14 @@ def submit(args: Any) -> dict[str, Any] | Outcome:
     if args.spec.name in ("grant-role", "revoke-role") and args.role in GOVERNED_ROLES \
             and _call(client, "gov_members")["members"]:
         return _role_by_proposal(args, key, client, status)
-    nonce = _call(client, "account_nonce", address=bytes(key.verify_key).hex())["next_nonce"]
+    nonce = _next_nonce(client, key)
     raw = _built(args.spec, Signer(key, status["chain_id"], nonce), args)
     return _finished(_send(client, raw, no_wait=args.no_wait))
+
+
+def _next_nonce(client: RpcClient, key: Any) -> int:
+    """The nonce to sign with next; the node sends it as a decimal string (docs/RPC.md, "Numbers")."""
+    return int(_call(client, "account_nonce", address=bytes(key.verify_key).hex())["next_nonce"])
 
 
 def _send(client: RpcClient, raw: bytes, *, no_wait: bool) -> dict[str, Any]:
@@ -592,10 +630,10 @@ GOV_SPECS: tuple[GovSpec, ...] = (
     GovSpec("set-member-keys", "replace a member's account keys",
             (Arg("id", help="member id"), Arg("member-key", nargs="+", help="its new account keys")),
             lambda a: [Action.set_member_keys(a.id, sorted({K(k, "--member-key") for k in a.member_key}))]),
-    GovSpec("grant-role", "grant claim_issuer or token_issuer",
+    GovSpec("grant-role", "grant claim_issuer, token_issuer or venue_operator",
             (Arg("role", help=" or ".join(GOVERNED_ROLES)), Arg("account", help="a key file or 64 hex digits")),
             lambda a: [Action.grant_role(a.role, K(a.account, "--account"))]),
-    GovSpec("revoke-role", "revoke claim_issuer or token_issuer",
+    GovSpec("revoke-role", "revoke claim_issuer, token_issuer or venue_operator",
             (Arg("role", help=" or ".join(GOVERNED_ROLES)), Arg("account", help="a key file or 64 hex digits")),
             lambda a: [Action.revoke_role(a.role, K(a.account, "--account"))]),
     GovSpec("set-param", "set a chain parameter",
@@ -629,7 +667,7 @@ def gov_propose(args: Any) -> dict[str, Any] | Outcome:
 
 def _propose(client: RpcClient, key: Any, status: dict[str, Any], actions: list[dict[str, Any]], expires_in: int,
              *, no_wait: bool) -> dict[str, Any]:
-    nonce = _call(client, "account_nonce", address=bytes(key.verify_key).hex())["next_nonce"]
+    nonce = _next_nonce(client, key)
     signer = Signer(key, status["chain_id"], nonce)
     # the proposal lands in the next block at the earliest, and stays open `expires_in` blocks after it
     raw = signer.propose(actions, expires_at_height=status["height"] + 1 + expires_in)
@@ -665,7 +703,7 @@ def gov_vote(args: Any) -> dict[str, Any] | Outcome:
     key = _load_key(args.key)
     client = _client(url)
     status = _call(client, "chain_status")
-    nonce = _call(client, "account_nonce", address=bytes(key.verify_key).hex())["next_nonce"]
+    nonce = _next_nonce(client, key)
     signer = Signer(key, status["chain_id"], nonce)
     raw = getattr(signer, args.verb)(proposal_id)
     return _finished(_with_proposal(client, _send(client, raw, no_wait=args.no_wait), proposal_id))
@@ -715,8 +753,13 @@ QUERY_SPECS: tuple[tuple[str, str, tuple[tuple[str, str, bool], ...]], ...] = (
                                       ("after", "page after this identity", False), ("limit", "page size", False))),
     ("identity", "an identity and its claims", (("identity", "identity id", True),)),
     ("tx", "a transaction's status and events", (("hash", "transaction hash", True),)),
-    ("events", "events by token, address, kind, heights", (
+    ("events", "events by token, address, identity, kind, heights", (
         ("token", "symbol", False), ("address", "address or key file", False), ("kind", "event kind", False),
+        ("from_height", "first height", False), ("to_height", "last height", False),
+        ("after", "cursor of the previous page", False), ("limit", "page size", False),
+        ("identity", "events that concern this identity", False))),
+    ("identity-history", "an identity's trail: claims, wallets, transfers, refusals, payments", (
+        ("identity", "identity id", True), ("kind", "event kind", False),
         ("from_height", "first height", False), ("to_height", "last height", False),
         ("after", "cursor of the previous page", False), ("limit", "page size", False))),
     ("compliance", "would this transfer pass? the exact code", (
@@ -733,8 +776,11 @@ _QUERY_METHODS = {"status": "chain_status", "block": "block_get", "validators": 
                   "evidence": "evidence_list", "token": "token_get", "balance": "token_balance",
                   "holders": "token_holders", "identity": "identity_get", "tx": "tx_get",
                   "events": "events_query", "compliance": "compliance_check", "nonce": "account_nonce",
-                  "documents": "token_documents", "distribution": "distribution_get", "ballot": "ballot_get"}
+                  "documents": "token_documents", "distribution": "distribution_get", "ballot": "ballot_get",
+                  "identity-history": "identity_history"}
 _INTEGER_PARAMS = {"height", "limit", "from_height", "to_height", "amount"}
+#: Params the node takes as u64 decimal strings (docs/RPC.md, "Numbers"): checked as integers here.
+_AMOUNT_PARAMS = {"amount"}
 _ADDRESS_PARAMS = {"address", "sender", "receiver"}
 
 
@@ -751,6 +797,8 @@ def query(args: Any) -> Any:
                 value = int(value)
             except ValueError:
                 raise CliError(f"{flag}: expected an integer, got {value!r}", exit_code=2) from None
+            if name in _AMOUNT_PARAMS:
+                value = str(value)
         elif name in _ADDRESS_PARAMS:
             try:
                 value = address(value).hex()

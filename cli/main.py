@@ -11,6 +11,9 @@
     secledger gov propose CHANGE ... --key MEMBER_KEY | gov approve|reject|withdraw ID --key MEMBER_KEY
     secledger gov list | gov show ID | gov members
     secledger query WHAT ... [--rpc URL]
+    secledger settle create|affirm|withdraw|reject|execute|expire|show|list|check ... [--key FILE] [--rpc URL]
+    secledger offering open|subscribe|withdraw|close|cancel|show|list|subscriptions ID ... [--key FILE] [--rpc URL]
+    secledger export events|holders|transfers ... --format parquet|csv|jsonl --out FILE [--rpc URL]
 
 Addresses may be given as 64 hex digits or as the path of a key file (its public key is used).
 
@@ -29,7 +32,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import commands
+from . import export as export_commands
 from . import genesis as genesis_commands
+from . import offering as offering_commands
+from . import settle as settle_commands
 from . import testnet as testnet_commands
 
 EPILOG = f"""\
@@ -181,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
                 p.add_argument(f"--{param.replace('_', '-')}", dest=param, help=param_help)
         _rpc(p)
         p.set_defaults(run=commands.query, query_name=name)
+    export_commands.add_parsers(_group(sub, "export", "audit exports to Parquet, CSV or JSON Lines, page by page "
+                                       "over the JSON-RPC (docs/EXPORT.md)", "WHAT"), _rpc)
+    settle_commands.add_parsers(_group(sub, "settle", "settlement instructions: create, affirm, settle, inspect "
+                                       "(docs/SETTLEMENT.md)", "ACTION"), _rpc)
+    offering_commands.add_parsers(_group(sub, "offering", "primary offerings: open, subscribe, close, inspect "
+                                         "(docs/SETTLEMENT.md)", "ACTION"), _rpc)
     return parser
 
 

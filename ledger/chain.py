@@ -12,6 +12,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import lmdb
 
@@ -24,8 +25,9 @@ from .execution import dry_run, execute_transaction
 from .genesis import Genesis
 from .governance import chain_params, validators_at, validators_hash, write_genesis
 from .reasons import OK, Outcome, Refusal
-from .state import State
+from .state import State, decode_value
 from .store import (
+    INDEX_FORMAT,
     STORE_FORMAT,
     Store,
     entry_digest,
@@ -34,8 +36,10 @@ from .store import (
     results_hash,
     state_root,
     tx_key,
+    unpack_event_key,
     write_history_version,
 )
+from .trail import event_identities, index_key, registration_heights
 from .tx import Transaction, decode_transaction
 
 #: Blocks whose signatures `validate_block` checked, remembered so `apply_block` need not repeat it.
@@ -127,6 +131,8 @@ class Ledger:
         elif found != STORE_FORMAT:
             raise StoreError(f"the store has format {found}, this secledger reads format {STORE_FORMAT}; "
                              "its state roots differ, so sync into a new store instead")
+        else:
+            self._upgrade_indexes()
         self.tip = self._load_tip()
 
     @classmethod
@@ -157,6 +163,7 @@ class Ledger:
         put(txn, "genesis_hash", self.genesis.hash)
         put(txn, "genesis", self.genesis.encode())
         put(txn, "store_format", STORE_FORMAT)
+        put(txn, "index_format", INDEX_FORMAT)
         self._write_tip(txn, ChainTip(0, EMPTY_HASH, self.genesis.genesis_time_ms, root, accumulator))
 
     def _write_tip(self, txn: lmdb.Transaction, tip: ChainTip) -> None:
@@ -302,15 +309,17 @@ class Ledger:
                 raise InvalidBlock(f"tx {index}: {exc}") from None
             receipts.append(Receipt(tx.hash, tx.kind, tx.signer, tx.nonce, result.outcome, result.events))
         accumulator = self.store.flush_state(txn, state, height, self.tip.accumulator)
-        results_hash = self._write_results(txn, height, receipts)
+        results_hash = self._write_results(txn, height, receipts, txs)
         root = state_root(height, accumulator, results_hash)
         tip = ChainTip(height, block.hash, block.header.time_ms, root, accumulator)
         self._write_tip(txn, tip)
         return BlockResult(height, block.hash, root, tuple(receipts)), tip
 
-    def _write_results(self, txn: lmdb.Transaction, height: int, receipts: list[Receipt]) -> bytes:
+    def _write_results(self, txn: lmdb.Transaction, height: int, receipts: list[Receipt],
+                       txs: list[Transaction]) -> bytes:
         dbs = self.store.dbs
         results: list[bytes] = []
+        wallet_identity, identity_exists = self._identity_lookups(txn)  # the state at the end of the block
         for index, receipt in enumerate(receipts):
             key = tx_key(height, index)
             raw = codec.pack_canonical({  # keys in sorted order, values of fixed types: codec.encode's bytes
@@ -332,7 +341,74 @@ class Ledger:
                     txn.put(event.token.encode() + layout.SEP + ekey, b"", db=dbs["ev_token"])
                 for address in sorted(set(event.addresses)):
                     txn.put(address + ekey, b"", db=dbs["ev_address"])
+                body = txs[index].body if event.kind == "tx.rejected" else None
+                for identity in event_identities(event.kind, event.addresses, event.data, body,
+                                                 wallet_identity, identity_exists):
+                    txn.put(index_key(identity, ekey), b"", db=dbs["ev_identity"])
         return results_hash(results)
+
+    def _identity_lookups(self, txn: lmdb.Transaction, registered: tuple[dict[bytes, int], dict[str, int]]
+                          | None = None, height: int = 0) -> tuple[Any, Any]:
+        """(wallet -> its identity, identity id -> registered?) over the committed state in `txn`.
+        With `registered` (the heights wallets and identities were registered at, from the log),
+        as at the end of `height` instead: what the state said then (`trail`)."""
+        db = self.store.dbs["state"]
+        wallets: dict[bytes, str | None] = {}
+
+        def wallet_identity(address: bytes) -> str | None:
+            if registered is not None and registered[0].get(address, 0) > height:
+                return None
+            if address not in wallets:
+                raw = txn.get(layout.wallet(address), db=db)
+                wallets[address] = None if raw is None else decode_value(raw)
+            return wallets[address]
+
+        def identity_exists(identity_id: str) -> bool:
+            if registered is not None and registered[1].get(identity_id, 0) > height:
+                return False
+            return txn.get(layout.identity(identity_id), db=db) is not None
+
+        return wallet_identity, identity_exists
+
+    def _upgrade_indexes(self) -> None:
+        """Build the event indexes a store written by an older secledger lacks (`INDEX_FORMAT`),
+        from its stored blocks and events, in one write transaction: the same keys the blocks
+        would have written had the index existed (test_identity_trail.py compares them)."""
+        with self.store.read() as txn:
+            found = self.store.get_meta(txn, "index_format", 1)
+        if found >= INDEX_FORMAT:
+            return
+        with self.store.write() as txn:
+            self._build_identity_index(txn)
+            self.store.put_meta(txn, "index_format", INDEX_FORMAT)
+
+    def _build_identity_index(self, txn: lmdb.Transaction) -> None:
+        dbs, store = self.store.dbs, self.store
+        txn.drop(dbs["ev_identity"], delete=False)
+
+        def registrations() -> Iterator[tuple[int, dict[str, Any]]]:
+            for kind in ("identity.registered", "identity.wallet_added"):
+                prefix = kind.encode() + layout.SEP
+                for key, _ in store.iter_prefix(txn, "ev_kind", prefix):
+                    ekey = key[len(prefix):]
+                    yield unpack_event_key(ekey)[0], decode_value(txn.get(ekey, db=dbs["events"]))
+
+        registered = registration_heights(sorted(registrations(), key=lambda pair: pair[0]))
+        block_txs: tuple[int, list[Transaction]] = (-1, [])
+        lookups: tuple[int, Any] = (-1, None)
+        for ekey, raw in store.iter_prefix(txn, "events", b""):
+            height, tx_index, _ = unpack_event_key(ekey)
+            event = decode_value(raw)
+            if lookups[0] != height:
+                lookups = (height, self._identity_lookups(txn, registered, height))
+            body = None
+            if event["kind"] == "tx.rejected":
+                if block_txs[0] != height:
+                    block = Block.decode(txn.get(height_key(height), db=dbs["blocks"]))
+                    block_txs = (height, self._decode_txs(block, {}, check_signatures=False))
+                body = block_txs[1][tx_index].body
+            for identity in event_identities(event["kind"], event["addresses"], event["data"], body, *lookups[1]):
+                txn.put(index_key(identity, ekey), b"", db=dbs["ev_identity"])
 
     # --- event sourcing ------------------------------------------------------------------------
 

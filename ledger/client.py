@@ -22,10 +22,11 @@ def new_key() -> SigningKey:
 class Signer:
     """One account's key and nonce counter. Not thread-safe; one per sending task."""
 
-    def __init__(self, key: SigningKey, chain_id: str, nonce: int = 0) -> None:
+    def __init__(self, key: SigningKey, chain_id: str, nonce: int | str = 0) -> None:
+        """`nonce` may be given as the node's `account_nonce` sends it: a decimal string."""
         self.key = key
         self.chain_id = chain_id
-        self.nonce = nonce
+        self.nonce = int(nonce)
 
     @property
     def address(self) -> bytes:
@@ -163,6 +164,52 @@ class Signer:
 
     def withdraw(self, proposal: int) -> bytes:
         return self.sign("gov.withdraw", {"proposal": proposal})
+
+    # settlement instructions (parties and venue operators; docs/SETTLEMENT.md)
+    def create_instruction(self, legs: list[tuple[str, bytes, bytes, int]], *, expires_at: int,
+                           settlement_type: str = "on_affirmation", settle_at_height: int | None = None,
+                           venue: bytes | None = None, reference: str | None = None) -> bytes:
+        """`legs`: (token, from wallet, to wallet, amount), settled in this order."""
+        return self.sign("settlement.create", {
+            "legs": [list(leg) for leg in legs], "settlement_type": settlement_type,
+            "settle_at_height": settle_at_height, "expires_at": expires_at, "venue": venue, "reference": reference})
+
+    def affirm_instruction(self, instruction: int) -> bytes:
+        return self.sign("settlement.affirm", {"id": instruction})
+
+    def withdraw_affirmation(self, instruction: int) -> bytes:
+        return self.sign("settlement.withdraw_affirmation", {"id": instruction})
+
+    def reject_instruction(self, instruction: int) -> bytes:
+        return self.sign("settlement.reject", {"id": instruction})
+
+    def execute_instruction(self, instruction: int) -> bytes:
+        return self.sign("settlement.execute", {"id": instruction})
+
+    def expire_instruction(self, instruction: int) -> bytes:
+        return self.sign("settlement.expire", {"id": instruction})
+
+    # primary offerings (the token's owner or supply agents, and investors; docs/SETTLEMENT.md)
+    def open_offering(self, offering: str, token: str, cash_token: str, *, price: int, raise_min: int,
+                      raise_max: int, investor_min: int, investor_max: int, opens_at: int, closes_at: int,
+                      cash_wallet: bytes) -> bytes:
+        """`price`: cash base units per whole unit of `token`; limits in cash base units; window in unix s."""
+        return self.sign("offering.open", {
+            "id": offering, "token": token, "cash_token": cash_token, "price": price, "raise_min": raise_min,
+            "raise_max": raise_max, "investor_min": investor_min, "investor_max": investor_max,
+            "opens_at": opens_at, "closes_at": closes_at, "cash_wallet": cash_wallet})
+
+    def subscribe(self, offering: str, amount: int) -> bytes:
+        return self.sign("offering.subscribe", {"id": offering, "amount": amount})
+
+    def withdraw_subscription(self, offering: str) -> bytes:
+        return self.sign("offering.withdraw", {"id": offering})
+
+    def close_offering(self, offering: str) -> bytes:
+        return self.sign("offering.close", {"id": offering})
+
+    def cancel_offering(self, offering: str) -> bytes:
+        return self.sign("offering.cancel", {"id": offering})
 
 
 class Action:

@@ -2,7 +2,7 @@
 
 Each family of kinds is a module of handlers built on the same verbs (`ledger.holdings`,
 `ledger.compliance`, `ledger.permissions`): roles, identities and claims, tokens and their
-transfers, corporate actions, governance. A kind is found here and nowhere else; a test checks
+transfers, corporate actions, governance, settlement. A kind is found here and nowhere else; a test checks
 that this table and the kinds' shapes in `ledger.kinds` name the same kinds.
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 from . import governance, identities, roles, transfers
 from .context import Context
 from .corporate import HANDLERS as CORPORATE_HANDLERS
+from .settlement import HANDLERS as SETTLEMENT_HANDLERS
 
 Handler = Callable[[Context, dict[str, Any]], None]
 
@@ -23,4 +24,5 @@ HANDLERS: dict[str, Handler] = {
     **transfers.HANDLERS,
     **CORPORATE_HANDLERS,
     **governance.HANDLERS,
+    **SETTLEMENT_HANDLERS,
 }

@@ -31,8 +31,9 @@ ADDRESS_BYTES: int = 32
 
 CLAIM_TOPICS: tuple[str, ...] = ("accredited", "country", "investor_type", "kyc")
 INVESTOR_TYPES: tuple[str, ...] = ("institutional", "professional", "retail")
-#: Chain-wide roles, granted by administrators.
-ACCOUNT_ROLES: tuple[str, ...] = ("admin", "claim_issuer", "token_issuer")
+#: Chain-wide roles, granted by administrators. `venue_operator`: may create settlement
+#: instructions it runs as their venue, and settle its manual ones (docs/SETTLEMENT.md).
+ACCOUNT_ROLES: tuple[str, ...] = ("admin", "claim_issuer", "token_issuer", "venue_operator")
 #: Per-token roles, granted by the token's owner.
 AGENT_ROLES: tuple[str, ...] = ("corporate_actions", "force_transfer", "freeze", "pause", "recovery", "supply")
 
@@ -58,8 +59,9 @@ ACTIONS_MAX: int = 16
 THRESHOLD_PART_MAX: int = 1000
 #: The classes of governance actions; each has its own threshold.
 ACTION_CLASSES: tuple[str, ...] = ("members", "params", "roles", "validators")
-#: Chain roles a proposal may grant or revoke (`admin` is not one: see docs/GOVERNANCE.md).
-GOVERNED_ROLES: tuple[str, ...] = ("claim_issuer", "token_issuer")
+#: Chain roles a proposal may grant or revoke (`admin` is not one: see docs/GOVERNANCE.md). On a chain
+#: with members administrators grant nothing, so every role a chain needs besides `admin` is here.
+GOVERNED_ROLES: tuple[str, ...] = ("claim_issuer", "token_issuer", "venue_operator")
 #: Chain parameters a proposal may set, with their bounds (inclusive). The timeouts have the bounds
 #: of the node config's [consensus] keys. The block limits are held inside what a block may be
 #: (`block.BLOCK_TXS_MAX`; `block.BLOCK_BYTES_MAX` less 1 MiB for the header and per-transaction
@@ -299,6 +301,46 @@ voting_power = _integer(1, VOTING_POWER_MAX)
 proposal_id = _integer(1, HEIGHT_MAX)
 expiry_height = _integer(1, HEIGHT_MAX)
 
+# --- settlement instructions (ledger/settlement/instructions.py, docs/SETTLEMENT.md) ----------------
+
+#: Most legs one settlement instruction may carry: enough for a DvP with fees and a few allocations;
+#: every leg is checked at each affirmation and at settlement, so the bound bounds that work.
+LEGS_MAX: int = 16
+#: When an instruction settles: on its last affirmation, at the first settlement at or after a
+#: height, or when its venue (or, without one, a party) executes it.
+SETTLEMENT_TYPES: tuple[str, ...] = ("at_height", "manual", "on_affirmation")
+instruction_id = _integer(1, HEIGHT_MAX)
+
+
+def legs(name: str, value: Any) -> list[list[Any]]:
+    """[[token, from, to, amount], ...]: 1 to LEGS_MAX legs, settled in this order."""
+    if not isinstance(value, list) or not 1 <= len(value) <= LEGS_MAX:
+        raise InvalidBody(f"{name}: expected 1 to {LEGS_MAX} legs [token, from, to, amount]")
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, list) or len(item) != 4:
+            raise InvalidBody(f"{name}[{i}]: expected [token, from, to, amount]")
+        leg = [symbol(f"{name}[{i}].token", item[0]), address(f"{name}[{i}].from", item[1]),
+               address(f"{name}[{i}].to", item[2]), amount(f"{name}[{i}].amount", item[3])]
+        if leg[1] == leg[2]:
+            raise InvalidBody(f"{name}[{i}]: from and to are the same wallet")
+        out.append(leg)
+    return out
+
+
+_settlement_create = record({
+    "legs": legs, "settlement_type": one_of(SETTLEMENT_TYPES), "settle_at_height": optional(expiry_height),
+    "expires_at": timestamp_s, "venue": optional(address), "reference": optional(text(128)),
+})
+
+
+def settlement_create(name: str, value: Any) -> dict[str, Any]:
+    """A new instruction; `settle_at_height` is given for `at_height` and null otherwise."""
+    checked = _settlement_create(name, value)
+    if (checked["settlement_type"] == "at_height") != (checked["settle_at_height"] is not None):
+        raise InvalidBody("settle_at_height: required for at_height, and null for the other types")
+    return checked
+
 
 def peer_address(name: str, value: Any) -> str:
     """"host:port": a hostname or IPv4 address, or an IPv6 address in brackets; port 1 to 65535."""
@@ -441,6 +483,23 @@ KINDS: dict[str, Checker] = {
     "gov.approve": record({"proposal": proposal_id}),
     "gov.reject": record({"proposal": proposal_id}),
     "gov.withdraw": record({"proposal": proposal_id}),
+    # settlement instructions (parties and venue operators; docs/SETTLEMENT.md)
+    "settlement.create": settlement_create,
+    "settlement.affirm": record({"id": instruction_id}),
+    "settlement.withdraw_affirmation": record({"id": instruction_id}),
+    "settlement.reject": record({"id": instruction_id}),
+    "settlement.execute": record({"id": instruction_id}),
+    "settlement.expire": record({"id": instruction_id}),
+    # primary offerings (the token's owner or supply agents, and investors; docs/SETTLEMENT.md)
+    "offering.open": record(
+        {"id": action_id, "token": symbol, "cash_token": symbol, "price": amount, "raise_min": amount_or_zero,
+         "raise_max": amount, "investor_min": amount, "investor_max": amount, "opens_at": timestamp_s,
+         "closes_at": timestamp_s, "cash_wallet": address}
+    ),
+    "offering.subscribe": record({"id": action_id, "amount": amount}),
+    "offering.withdraw": record({"id": action_id}),
+    "offering.close": record({"id": action_id}),
+    "offering.cancel": record({"id": action_id}),
 }
 
 

@@ -94,6 +94,66 @@ def reserved(symbol: str, address: bytes) -> bytes:
     return b"reserved:" + symbol.encode() + SEP + address
 
 
+# --- settlement instructions (ledger/settlement/instructions.py, docs/SETTLEMENT.md) ---------------
+# Instruction ids are 8-byte big-endian, so a prefix scan walks them in creation order.
+
+SETTLE_PREFIX = b"settle:"
+
+
+def settle_instruction(instruction_id: int) -> bytes:
+    """-> the instruction record (see settlement/instructions.py)."""
+    return SETTLE_PREFIX + instruction_id.to_bytes(8, "big")
+
+
+def settle_next_id() -> bytes:
+    """-> the id the next instruction gets (absent: 1)."""
+    return b"settle_next"
+
+
+def settle_by_wallet_prefix(wallet: bytes) -> bytes:
+    return b"settle_wallet:" + wallet
+
+
+def settle_by_wallet(wallet: bytes, instruction_id: int) -> bytes:
+    """-> 1 for every instruction in which the wallet sends or receives (a query index)."""
+    return settle_by_wallet_prefix(wallet) + instruction_id.to_bytes(8, "big")
+
+
+def settle_by_token_prefix(symbol: str) -> bytes:
+    return b"settle_token:" + symbol.encode() + SEP
+
+
+def settle_by_token(symbol: str, instruction_id: int) -> bytes:
+    """-> 1 for every instruction with a leg of the token (a query index)."""
+    return settle_by_token_prefix(symbol) + instruction_id.to_bytes(8, "big")
+
+
+# --- primary offerings (ledger/settlement/offerings.py, docs/SETTLEMENT.md) -----------------------
+# Offering ids are action ids (no NUL), so a prefix scan walks offerings, and one offering's
+# subscriptions, in ascending id.
+
+OFFERING_PREFIX = b"offering:"
+
+
+def offering(offering_id: str) -> bytes:
+    """-> the offering record: terms, status and totals (see settlement/offerings.py)."""
+    return OFFERING_PREFIX + offering_id.encode()
+
+
+def offering_subscribers(offering_id: str) -> bytes:
+    """-> tuple of the identities holding a subscription, in subscription order (while open)."""
+    return b"offering_order:" + offering_id.encode()
+
+
+def offering_subscription_prefix(offering_id: str) -> bytes:
+    return b"offering_sub:" + offering_id.encode() + SEP
+
+
+def offering_subscription(offering_id: str, identity_id: str) -> bytes:
+    """-> one identity's subscription: wallet, amount escrowed, and after the close its outcome."""
+    return offering_subscription_prefix(offering_id) + identity_id.encode()
+
+
 BALANCE_PREFIX = b"bal:"
 SUPPLY_PREFIX = b"supply:"
 HOLDING_PREFIX = b"holding:"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import governance, layout
+from . import governance, layout, trail
 from .chain import Ledger
 from .compliance import valid_claim
 from .errors import NotFound
@@ -157,14 +157,17 @@ def transaction(ledger: Ledger, tx_hash: bytes) -> dict[str, Any]:
 
 def events(ledger: Ledger, *, token: str | None = None, address: bytes | None = None,
            kind: str | None = None, from_height: int = 0, to_height: int | None = None,
-           after: bytes | None = None, limit: int = 100) -> dict[str, Any]:
+           after: bytes | None = None, limit: int = 100, identity: str | None = None) -> dict[str, Any]:
     """Events matching every given filter, oldest first. The most selective index drives the scan
-    (token, then address, then kind); `after` is the `next` cursor of the previous page."""
+    (identity, then token, then address, then kind); `after` is the `next` cursor of the previous
+    page. `identity`: the events that concern it (its wallets', its claims', ...: see `trail`)."""
     if kind is not None and kind not in EVENT_KINDS:
         raise NotFound(f"no event kind {kind!r}")
     limit = _limit(limit)
     top = ledger.tip.height if to_height is None else to_height
-    if token is not None:
+    if identity is not None:
+        index, prefix = "ev_identity", trail.index_prefix(identity)
+    elif token is not None:
         index, prefix = "ev_token", token.encode() + layout.SEP
     elif address is not None:
         index, prefix = "ev_address", address
@@ -193,6 +196,20 @@ def events(ledger: Ledger, *, token: str | None = None, address: bytes | None = 
             event["cursor"] = ekey
             out.append(event)
     return {"events": out, "next": out[-1]["cursor"] if more else None}
+
+
+def identity_history(ledger: Ledger, identity_id: str, *, kind: str | None = None, from_height: int = 0,
+                     to_height: int | None = None, after: bytes | None = None, limit: int = 100) -> dict[str, Any]:
+    """An identity's trail, oldest first: every event that concerns it (`trail`): its registration,
+    wallets and claims, its wallets' transfers, issues, redemptions, freezes and recoveries, the
+    payments made to it, and the refused transactions that named it or one of its wallets.
+    Paged like `events`. `NotFound` if the identity is not registered."""
+    with ledger.store.read() as txn:
+        if ledger.store.state_over(txn).get(layout.identity(identity_id)) is None:
+            raise NotFound(f"no identity {identity_id!r}")
+    page = events(ledger, identity=identity_id, kind=kind, from_height=from_height, to_height=to_height,
+                  after=after, limit=limit)
+    return {"identity": identity_id, **page}
 
 
 def block(ledger: Ledger, height: int) -> tuple[bytes, bytes]:
@@ -275,6 +292,68 @@ def ballot(ledger: Ledger, action_id: str) -> dict[str, Any]:
     if record is None:
         raise NotFound(f"no ballot {action_id!r}")
     return {"id": action_id, **_plain(record)}
+
+
+# --- primary offerings (docs/SETTLEMENT.md, "Primary offerings") ------------------------------------
+
+
+def offering(ledger: Ledger, offering_id: str, identity_id: str | None = None) -> dict[str, Any]:
+    """An offering: its terms, status and totals (subscribers and escrow; once closed, how many
+    were excluded, the cash raised and the units issued); with `identity_id`, that identity's
+    subscription (null if it has none)."""
+    with ledger.store.read() as txn:
+        state = ledger.store.state_over(txn)
+        record = state.get(layout.offering(offering_id))
+        if record is None:
+            raise NotFound(f"no offering {offering_id!r}")
+        out = {"id": offering_id, **_plain(record)}
+        if identity_id is not None:
+            sub = state.get(layout.offering_subscription(offering_id, identity_id))
+            out["subscription"] = None if sub is None else {"identity": identity_id, **_plain(sub)}
+    return out
+
+
+def offerings(ledger: Ledger, *, token: str | None = None, status: str | None = None, after: str | None = None,
+              limit: int = 100) -> dict[str, Any]:
+    """Offerings in ascending id, filtered by offered token and status; `next` is the id to pass as
+    `after` for the next page (null on the last page)."""
+    from .settlement.offerings import STATUSES
+
+    if status is not None and status not in STATUSES:
+        raise NotFound(f"no offering status {status!r}")
+    limit = _limit(limit)
+    start = layout.offering(after) + layout.SEP if after is not None else None
+    out: list[dict[str, Any]] = []
+    more = False
+    with ledger.store.read() as txn:
+        for key, raw in ledger.store.iter_prefix(txn, "state", layout.OFFERING_PREFIX, start):
+            record = decode_value(raw)
+            if (token is not None and record["token"] != token) or (status is not None and record["status"] != status):
+                continue
+            if len(out) == limit:
+                more = True
+                break
+            out.append({"id": key[len(layout.OFFERING_PREFIX):].decode(), **_plain(record)})
+    return {"offerings": out, "next": out[-1]["id"] if more else None}
+
+
+def offering_subscriptions(ledger: Ledger, offering_id: str, *, after: str | None = None,
+                           limit: int = 100) -> dict[str, Any]:
+    """An offering's subscriptions in ascending identity id: wallet, amount escrowed, status
+    (pending, allocated, excluded, refunded) and, once closed, units, price paid and refund."""
+    limit = _limit(limit)
+    prefix = layout.offering_subscription_prefix(offering_id)
+    start = prefix + after.encode() + layout.SEP if after is not None else None
+    out: list[dict[str, Any]] = []
+    with ledger.store.read() as txn:
+        if ledger.store.state_over(txn).get(layout.offering(offering_id)) is None:
+            raise NotFound(f"no offering {offering_id!r}")
+        for key, raw in ledger.store.iter_prefix(txn, "state", prefix, start):
+            out.append({"identity": key[len(prefix):].decode(), **_plain(decode_value(raw))})
+            if len(out) == limit + 1:
+                break
+    page, more = out[:limit], len(out) > limit
+    return {"id": offering_id, "subscriptions": page, "next": page[-1]["identity"] if more else None}
 
 
 # --- consortium governance (docs/GOVERNANCE.md) ----------------------------------------------------
@@ -402,3 +481,56 @@ def gov_proposal(ledger: Ledger, proposal_id: int) -> dict[str, Any]:
         if proposal is None:
             raise NotFound(f"no proposal {proposal_id}")
         return _proposal_view(state, proposal_id, proposal, ledger.tip.height + 1, votes=True)
+
+
+# --- settlement instructions (docs/SETTLEMENT.md) -----------------------------------------------------
+
+
+def settlement_instruction(ledger: Ledger, instruction_id: int) -> dict[str, Any]:
+    """One instruction: terms, legs with their affirmations, status and last failure."""
+    from .settlement.instructions import describe
+
+    with ledger.store.read() as txn:
+        record = ledger.store.state_over(txn).get(layout.settle_instruction(instruction_id))
+    if record is None:
+        raise NotFound(f"no settlement instruction {instruction_id}")
+    return _plain(describe(instruction_id, record, ledger.tip.time_ms // 1000))
+
+
+def settlement_instructions(ledger: Ledger, *, wallet: bytes | None = None, identity: str | None = None,
+                            token: str | None = None, status: str | None = None, from_height: int = 0,
+                            to_height: int | None = None, after: int | None = None,
+                            limit: int = 100) -> dict[str, Any]:
+    """Instructions in ascending id, filtered by a wallet or an identity (any of its wallets) taking
+    part (sender, receiver, creator or venue), a token in a leg, the status and the height of
+    creation; `next` is the id to pass as `after` for the next page (null on the last page)."""
+    from .settlement.instructions import describe, select
+
+    time_s = ledger.tip.time_ms // 1000
+    with ledger.store.read() as txn:
+        state = ledger.store.state_over(txn)
+        wallets: tuple[bytes, ...] | None = None
+        if identity is not None:
+            wallets = state.get(layout.identity(identity))
+            if wallets is None:
+                raise NotFound(f"no identity {identity!r}")
+        if wallet is not None:
+            wallets = (wallet,) if wallets is None else tuple(w for w in wallets if w == wallet)
+        found, more = select(state, lambda prefix, start: ledger.store.iter_prefix(txn, "state", prefix, start),
+                             wallets=wallets, token=token, status=status, from_height=from_height,
+                             to_height=to_height, after=after, limit=_limit(limit))
+    page = [_plain(describe(i, record, time_s)) for i, record in found]
+    return {"instructions": page, "next": page[-1]["id"] if more else None}
+
+
+def settlement_check(ledger: Ledger, instruction_id: int, *, time_s: int | None = None) -> dict[str, Any]:
+    """What settling the instruction in the next block would do (`instructions.preview`), at
+    `time_s` (default: the last block's time; the next block's is later, see `compliance_check`)."""
+    from .settlement.instructions import preview
+
+    now_s = ledger.tip.time_ms // 1000 if time_s is None else time_s
+    with ledger.store.read() as txn:
+        answer = preview(ledger.store.state_over(txn), instruction_id, time_s=now_s, height=ledger.tip.height + 1)
+    if answer is None:
+        raise NotFound(f"no settlement instruction {instruction_id}")
+    return answer

@@ -10,6 +10,7 @@ Sub-databases (all keys big-endian so LMDB's byte order is height order):
 - `receipts`    height . tx index -> receipt
 - `events`      height . tx index . event index -> event
 - `ev_token`, `ev_address`, `ev_kind`   index key . event key -> ""
+- `ev_identity` identity id . NUL . event key -> ""  (every event that concerns the identity: `trail`)
 - `state`       the projections (see `layout`), the only part hashed into the state root
 - `hist_wallet` token . NUL . address . inverted height -> balance at that height
 - `hist_holding` token . NUL . identity . NUL . inverted height -> identity balance at that height
@@ -38,12 +39,18 @@ from .state import State, decode_value, encode_value
 #: certified roots: it is refused.
 STORE_FORMAT: int = 3
 
+#: The event indexes a store holds. They are projections outside the state root, so a store written
+#: before an index existed gains it in place (no resync): `Ledger` builds a missing index from the
+#: stored log when it opens the store. 1: by token, address and kind. 2: also by identity
+#: (`ev_identity`, see `trail`).
+INDEX_FORMAT: int = 2
+
 #: Virtual size LMDB may grow to; sparse, so it costs no disk until used.
 MAP_SIZE_BYTES: int = 1 << 36
 
 LOG_DBS: tuple[str, ...] = ("blocks", "certs")
 PROJECTION_DBS: tuple[str, ...] = (
-    "roots", "txs", "receipts", "events", "ev_token", "ev_address", "ev_kind",
+    "roots", "txs", "receipts", "events", "ev_token", "ev_address", "ev_kind", "ev_identity",
     "state", "hist_wallet", "hist_holding", "hist_supply",
 )
 DB_NAMES: tuple[str, ...] = ("meta",) + LOG_DBS + PROJECTION_DBS

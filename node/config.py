@@ -31,6 +31,8 @@ LOG_FORMATS: Final[tuple[str, ...]] = ("text", "json")
 MONIKER_PATTERN: Final[re.Pattern[str]] = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 NODE_KEY_PATTERN: Final[re.Pattern[str]] = re.compile(r"[0-9a-f]{64}")
 """An Ed25519 public key as 64 lower-case hex digits."""
+BLOCK_HASH_PATTERN: Final[re.Pattern[str]] = re.compile(r"[0-9A-Fa-f]{64}")
+"""A block header hash (SHA-256) as 64 hex digits, as `secledger query block` prints it."""
 HOSTNAME_PATTERN: Final[re.Pattern[str]] = re.compile(
     r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
 )
@@ -117,6 +119,7 @@ class RpcSection:
     listen: Address = Address("127.0.0.1", 26657)
     request_bytes_max: int = 1_048_576  # larger HTTP bodies and WebSocket messages answer -32004
     batch_length_max: int = 100  # entries in one JSON-RPC batch
+    console: bool = True  # serve the regulator's read-only web console at /console/ (docs/CONSOLE.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +167,10 @@ class StateSyncSection:
     enabled: bool = False  # a node with an empty store joins from a peer's snapshot, then block-syncs
     snapshot_interval: int = 0  # take a snapshot every this many blocks (0: never)
     snapshots_kept: int = 2  # the newest this many snapshots are kept and served
+    # The trust root of state sync (both or neither): a height and the hash of its block header, as a
+    # node the operator trusts reports them; 0 and "": none, and only the genesis set is trusted.
+    trust_height: int = 0
+    trust_hash: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +292,13 @@ class _Reader:
                 "consensus.block_bytes_max",
                 f"must be <= mempool.bytes_max ({config.mempool.bytes_max}), got {consensus.block_bytes_max}",
             )
+        statesync = config.statesync
+        if statesync.trust_height and not statesync.trust_hash:
+            raise self.error("statesync.trust_hash", "required when statesync.trust_height is set (the hash of "
+                             "the block header at that height)")
+        if statesync.trust_hash and not statesync.trust_height:
+            raise self.error("statesync.trust_height", "required when statesync.trust_hash is set (the height "
+                             "of that block header, at least 1)")
         if check_files:
             for key in ("genesis_file", "node_key_file", "validator_key_file"):
                 path = getattr(node, key)
@@ -319,6 +333,12 @@ def _boolean(reader: _Reader, key: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise reader.error(key, f"expected true or false, got {_show(value)}")
     return value
+
+
+def _block_hash(reader: _Reader, key: str, value: Any) -> str:
+    if not isinstance(value, str) or not (value == "" or BLOCK_HASH_PATTERN.fullmatch(value)):
+        raise reader.error(key, f'expected a block hash of 64 hex digits, or "" for none, got {_show(value)}')
+    return value.lower()
 
 
 def _moniker(reader: _Reader, key: str, value: Any) -> str:
@@ -465,6 +485,7 @@ _SECTIONS: Final[dict[str, tuple[type, dict[str, Parse]]]] = {
             "listen": _address,
             "request_bytes_max": _integer(1_024, 67_108_864),
             "batch_length_max": _integer(1, 10_000),
+            "console": _boolean,
         },
     ),
     "mempool": (
@@ -490,7 +511,8 @@ _SECTIONS: Final[dict[str, tuple[type, dict[str, Parse]]]] = {
     "log": (LogSection, {"level": _choice(LOG_LEVELS), "format": _choice(LOG_FORMATS)}),
     "metrics": (MetricsSection, {"enabled": _boolean, "listen": _address}),
     "statesync": (StateSyncSection, {"enabled": _boolean, "snapshot_interval": _integer(0, 1_000_000_000),
-                                     "snapshots_kept": _integer(1, 100)}),
+                                     "snapshots_kept": _integer(1, 100), "trust_height": _integer(0, 2**63 - 1),
+                                     "trust_hash": _block_hash}),
 }
 
 # The parser tables and the dataclasses must name the same keys, or a key would be unreadable.

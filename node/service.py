@@ -22,13 +22,15 @@ from consensus.certificate import CommitCertificate
 from consensus.core import TendermintCore
 from consensus.signing import Signer as ConsensusSigner
 from consensus.timeouts import TimeoutConfig
-from ledger import Block, BlockResult, Ledger, Transaction, queries
+from ledger import Block, BlockResult, Ledger, Transaction, decode_transaction, queries
+from ledger.store import event_key
 
 from . import wire
 from .blocksync import BlockSync
 from .byzantine import Byzantine, mode_from_environment
 from .config import NodeConfig, parse_address
 from .consensus_wal import ConsensusWal
+from .console import mount as mount_console
 from .driver import BlockLimits, ConsensusDriver, ConsensusParams
 from .evidence_pool import EvidencePool
 from .genesis_file import load_genesis
@@ -36,12 +38,15 @@ from .gossip_ingest import GossipIngest
 from .keys import KeyFileError, load_key
 from .mempool import Mempool, MempoolRefusal
 from .ops import Operations
+from .ops.loop_stalls import LoopStallMonitor
 from .p2p import PeerAddress, PeerConfig, PeerManager
 from .rpc import RpcServer
 from .rpc_api import build_registry, event_matches, jsonable
+from .seen_txs import SeenTransactions
 from .sign_guard import SignStateFile
 from .statesync.fetch import StateSyncer
 from .statesync.serve import SnapshotServer
+from .statesync.verify import TrustRoot
 from .validator_sets import ValidatorSets
 
 log = logging.getLogger("secledger.node")
@@ -86,6 +91,7 @@ class Node:
         self._gossip: list[bytes] = []
         self._ingest = GossipIngest(self._admit_gossiped, self._wake_driver)
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
+        self.seen = SeenTransactions()  # admitted transactions, to tell a client its tx was replaced
         self._tasks: list[asyncio.Task[None]] = []
         self._last_status_height = -1
         block_bytes_max = config.consensus.block_bytes_max
@@ -115,8 +121,11 @@ class Node:
                                         kept=config.statesync.snapshots_kept)
         self.statesync: StateSyncer | None = None
         if config.statesync.enabled and self.ledger.tip.height == 0:
+            trust = config.statesync.trust_height
             self.statesync = StateSyncer(ledger=self.ledger, send=self.peers.send,
-                                         on_installed=self._on_snapshot_installed)
+                                         on_installed=self._on_snapshot_installed,
+                                         trust=TrustRoot(trust, bytes.fromhex(config.statesync.trust_hash))
+                                         if trust else None)
         if not self.observer and self.statesync is None:
             self.driver = self._build_driver(home)
             mode = mode_from_environment()
@@ -128,7 +137,10 @@ class Node:
                              request_bytes_max=config.rpc.request_bytes_max,
                              batch_length_max=config.rpc.batch_length_max, read_only=self.observer,
                              call_timeout_ms=RPC_CALL_TIMEOUT_MS)
+        if config.rpc.console:
+            mount_console(self.rpc)  # the regulator's read-only web console at /console/ (docs/CONSOLE.md)
         self.ops = Operations(self)  # metrics, /health and /ready, the periodic summary (node/ops/)
+        self.loop_stalls = LoopStallMonitor()  # the event loop's stalls, for the metrics (node/ops/loop_stalls.py)
 
     def _build_driver(self, home: Path) -> ConsensusDriver:
         assert self.validator_key is not None
@@ -219,6 +231,7 @@ class Node:
         await self.peers.listen(self.config.p2p.listen.host, self.config.p2p.listen.port)
         await self.rpc.start()
         await self.ops.start()
+        self.loop_stalls.start()
         if self.statesync is not None:
             self.statesync.start()
         loop = asyncio.get_running_loop()
@@ -230,6 +243,7 @@ class Node:
                  self.peers.listen_port, self.rpc.url)
 
     async def stop(self) -> None:
+        self.loop_stalls.stop()
         await self.ops.stop()
         await self.rpc.stop()
         if self.driver is not None:
@@ -266,6 +280,7 @@ class Node:
         """Admit a client's transaction: decode, signature, nonce, and the rules' dry run on the
         pending state, all at once (so concurrent requests are admitted in arrival order)."""
         tx = self.mempool.add(raw)
+        self.seen.note(tx.hash, tx.signer, tx.nonce)
         self._gossip.append(raw)
         if self.driver is not None:
             self.driver.wake()
@@ -274,15 +289,17 @@ class Node:
     def _admit_gossiped(self, raw: bytes) -> None:
         if self.halted is None:
             with contextlib.suppress(MempoolRefusal):
-                self.mempool.add(raw, check_rules=False)
+                tx = self.mempool.add(raw, check_rules=False)
+                self.seen.note(tx.hash, tx.signer, tx.nonce)
 
     def _wake_driver(self) -> None:
         if self.driver is not None:
             self.driver.wake()
 
     def watch_tx(self, tx_hash: bytes) -> asyncio.Future[None]:
-        """A future resolved when `tx_hash` commits. Register it *before* looking in the ledger,
-        so a commit between the look and the wait cannot be missed; `unwatch_tx` when done."""
+        """A future resolved when `tx_hash` commits or is replaced (another transaction of its
+        signer and nonce commits). Register it *before* looking in the ledger, so a commit between
+        the look and the wait cannot be missed; `unwatch_tx` when done."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(tx_hash, []).append(future)
         return future
@@ -297,6 +314,14 @@ class Node:
     def next_nonce(self, address: bytes) -> int:
         return self.mempool.pending_nonce(address)
 
+    def replaced(self, tx_hash: bytes) -> dict[str, Any] | None:
+        """How `tx_hash`, admitted here, was replaced: None if it was not (or is forgotten)."""
+        replacement = self.seen.replaced(tx_hash)
+        if replacement is None:
+            return None
+        return {"hash": replacement.tx_hash, "status": "replaced", "replaced_by": replacement.replaced_by,
+                "height": replacement.height, "signer": replacement.signer, "nonce": replacement.nonce}
+
     def status(self) -> dict[str, Any]:
         core = self.driver.core if self.driver is not None else None
         return {**queries.chain_status(self.ledger), "moniker": self.config.node.moniker,
@@ -308,6 +333,8 @@ class Node:
                 "peer_heights": {k.hex(): h for k, h in sorted(self.sync.peer_heights.items())}}
 
     def describe_block(self, height: int) -> dict[str, Any]:
+        """The block at `height`: header, every transaction decoded with its receipt (and, under
+        `txs_raw`, as the signed bytes), and its commit certificate."""
         raw, cert_raw = queries.block(self.ledger, height)
         block = Block.decode(raw)
         cert = CommitCertificate.decode(cert_raw)
@@ -315,11 +342,21 @@ class Node:
         return {"height": h.height, "hash": block.hash, "chain_id": h.chain_id, "time_ms": h.time_ms,
                 "previous_block_hash": h.previous_block_hash, "previous_state_root": h.previous_state_root,
                 "txs_hash": h.txs_hash, "proposer": h.proposer, "validators_hash": h.validators_hash,
-                "next_validators_hash": h.next_validators_hash, "txs": list(block.txs),
+                "next_validators_hash": h.next_validators_hash,
+                "txs": [self._describe_tx(index, tx_raw) for index, tx_raw in enumerate(block.txs)],
+                "txs_raw": list(block.txs),
                 "state_root": queries.state_root_at(self.ledger, height),
                 "certificate": {"height": cert.height, "round": cert.round, "block_id": cert.block_id,
                                 "precommits": [{"validator": k, "signature": s} for k, s in cert.precommits],
                                 "encoded": cert_raw}}
+
+    def _describe_tx(self, index: int, raw: bytes) -> dict[str, Any]:
+        # A committed block's transactions were checked when it was applied: no signature check.
+        tx = decode_transaction(raw, chain_id=self.chain_id, verify_signature=False)
+        receipt = queries.transaction(self.ledger, tx.hash)
+        return {"index": index, "hash": tx.hash, "kind": tx.kind, "signer": tx.signer, "nonce": tx.nonce,
+                "body": tx.body, "receipt": {"status": receipt["status"], "code": f"0x{receipt['code']:02x}",
+                                             "reason": receipt["reason"]}}
 
     # --- commits ----------------------------------------------------------------------------------
 
@@ -334,6 +371,10 @@ class Node:
             for waiter in self._waiters.pop(receipt.tx_hash, []):
                 if not waiter.done():
                     waiter.set_result(None)
+        for tx_hash in self.seen.on_commit(result.height, result.receipts):
+            for waiter in self._waiters.pop(tx_hash, []):  # tx_wait answers "replaced" at once
+                if not waiter.done():
+                    waiter.set_result(None)
         self.rpc.publish("blocks", jsonable({
             "height": result.height, "hash": result.block_hash, "state_root": result.state_root,
             "time_ms": block.header.time_ms, "txs": len(result.receipts)}))
@@ -342,7 +383,8 @@ class Node:
                 for event_index, event in enumerate(receipt.events):
                     payload = jsonable({"kind": event.kind, "token": event.token, "addresses": event.addresses,
                                         "data": event.data, "tx": receipt.tx_hash, "height": result.height,
-                                        "tx_index": index, "event_index": event_index})
+                                        "tx_index": index, "event_index": event_index,
+                                        "cursor": event_key(result.height, index, event_index)})
                     self.rpc.publish("events", payload, event_matches)
         self._follow_validator_set()
         self.snapshots.on_commit(result.height)
@@ -433,7 +475,7 @@ class Node:
                     self.driver.on_proposal_block(data)
             case wire.GetBlocks():
                 self.peers.send(peer, wire.encode(self.sync.serve(message)))
-            case wire.Blocks() | wire.Snapshots() | wire.SnapshotChunk() if (
+            case wire.Blocks() | wire.Snapshots() | wire.SnapshotChunk() | wire.Headers() | wire.Validators() if (
                     self.statesync is not None and self.statesync.active):
                 self.statesync.on_answer(peer, message)
             case wire.Blocks():
@@ -442,6 +484,10 @@ class Node:
                 self.peers.send(peer, wire.encode(self.snapshots.snapshots()))
             case wire.GetSnapshotChunk():
                 self.peers.send(peer, wire.encode(self.snapshots.chunk(message)))
+            case wire.GetHeaders():  # a joining node's trust chain (node/statesync/verify.py)
+                self.peers.send(peer, wire.encode(self.snapshots.headers(message)))
+            case wire.GetValidators():
+                self.peers.send(peer, wire.encode(self.snapshots.validators(message)))
 
     async def _status_loop(self) -> None:
         while True:

@@ -13,6 +13,15 @@ item names its kind. The peer layer carries them as opaque, authenticated frames
                          receiver checks each manifest (and so knows its hash) itself.
 - `get_snapshot_chunk`   [height, index]: ask for one chunk of a snapshot.
 - `snapshot_chunk`       [height, index, chunk]: the answer; an empty chunk if the peer has none.
+- `get_headers`          [from_height, count]: ask for certified block headers (state sync's trust
+                         chain); count at most `HEADERS_MAX`.
+- `headers`              [[header, certificate], ...]: the answer, in height order from from_height,
+                         at most `HEADERS_MAX`; each header is its block encoded without transactions
+                         (so it has the block's hash). Fewer (or none) where the peer has no more.
+- `get_validators`       [height]: ask for the validator set effective at a height.
+- `validators`           [height, [[validator_key, node_key, power], ...]]: the answer (at most
+                         `VALIDATORS_MAX`, ascending by key; empty if the peer does not know that
+                         height); the receiver checks it against a header's validators hash.
 """
 
 from __future__ import annotations
@@ -29,6 +38,9 @@ TX_BATCH_MAX: int = 1000
 SNAPSHOTS_MAX: int = 4
 SNAPSHOT_MANIFEST_BYTES_MAX: int = 256 * 1024
 SNAPSHOT_CHUNK_BYTES_MAX: int = 1 << 20
+#: Most headers one `headers` answer carries; most validators in one `validators` answer.
+HEADERS_MAX: int = 64
+VALIDATORS_MAX: int = 1000
 
 
 class WireError(Exception):
@@ -91,8 +103,30 @@ class SnapshotChunk:
     chunk: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class GetHeaders:
+    from_height: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Headers:
+    headers: tuple[tuple[bytes, bytes], ...]  # (header as a block without transactions, certificate)
+
+
+@dataclass(frozen=True, slots=True)
+class GetValidators:
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class Validators:
+    height: int
+    validators: tuple[tuple[bytes, bytes, int], ...]  # (validator_key, node_key, power)
+
+
 WireMessage = (Status | Txs | ConsensusMessage | ProposalBlock | GetBlocks | Blocks | GetSnapshots | Snapshots
-               | GetSnapshotChunk | SnapshotChunk)
+               | GetSnapshotChunk | SnapshotChunk | GetHeaders | Headers | GetValidators | Validators)
 
 
 def encode(message: WireMessage) -> bytes:
@@ -117,6 +151,14 @@ def encode(message: WireMessage) -> bytes:
             value = ["get_snapshot_chunk", height, index]
         case SnapshotChunk(height, index, chunk):
             value = ["snapshot_chunk", height, index, chunk]
+        case GetHeaders(from_height, count):
+            value = ["get_headers", from_height, count]
+        case Headers(headers):
+            value = ["headers", [list(pair) for pair in headers]]
+        case GetValidators(height):
+            value = ["get_validators", height]
+        case Validators(height, validators):
+            value = ["validators", height, [list(v) for v in validators]]
     return msgpack.packb(value, use_bin_type=True)
 
 
@@ -183,6 +225,28 @@ def decode(data: bytes, *, bytes_max: int) -> WireMessage:
             if len(chunk) > SNAPSHOT_CHUNK_BYTES_MAX:
                 raise WireError("snapshot chunk too large")
             return SnapshotChunk(_uint(args[0]), _uint(args[1]), chunk)
+        if kind == "get_headers" and len(args) == 2:
+            return GetHeaders(_uint(args[0]), min(_uint(args[1]), HEADERS_MAX))
+        if kind == "headers" and len(args) == 1 and isinstance(args[0], list):
+            if len(args[0]) > HEADERS_MAX:
+                raise WireError("too many headers")
+            pairs = []
+            for pair in args[0]:
+                if not isinstance(pair, list) or len(pair) != 2:
+                    raise WireError("expected [header, certificate]")
+                pairs.append((_bytes(pair[0]), _bytes(pair[1])))
+            return Headers(tuple(pairs))
+        if kind == "get_validators" and len(args) == 1:
+            return GetValidators(_uint(args[0]))
+        if kind == "validators" and len(args) == 2 and isinstance(args[1], list):
+            if len(args[1]) > VALIDATORS_MAX:
+                raise WireError("too many validators")
+            entries = []
+            for entry in args[1]:
+                if not isinstance(entry, list) or len(entry) != 3:
+                    raise WireError("expected [validator_key, node_key, power]")
+                entries.append((_bytes(entry[0], 32), _bytes(entry[1], 32), _uint(entry[2])))
+            return Validators(_uint(args[0]), tuple(entries))
     except WireError:
         raise
     raise WireError(f"unknown or malformed message {kind!r}")

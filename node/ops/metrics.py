@@ -32,7 +32,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ledger import Block, BlockResult
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from node.service import Node
 
     from .health import LoopMonitor
+    from .loop_stalls import LoopStallMonitor
 
 PREFIX: Final[str] = "secledger_"
 #: Buckets (seconds) of the validate, apply and commit durations.
@@ -187,6 +188,7 @@ class _NodeCollector(Collector):
         yield subscriptions
         yield _gauge("event_loop_lag_seconds", "How late the last tick of the node's event loop monitor fired.",
                      self.monitor.lag_s)
+        yield from _loop_stalls(getattr(node, "loop_stalls", None))
         yield _gauge("process_max_resident_memory_bytes", "Peak resident memory of the process (getrusage).",
                      _max_rss_bytes())
 
@@ -251,6 +253,26 @@ class _NodeCollector(Collector):
         for reason, count in sorted(stats.inbound_refused.items()):
             refused.add_metric([reason], count)
         yield refused
+
+
+def _loop_stalls(monitor: LoopStallMonitor | None) -> Iterator[Metric]:
+    """The event loop's stalls (node/ops/loop_stalls.py): a histogram, and the worst one."""
+    if monitor is None:
+        return
+    snapshot = monitor.snapshot()
+    buckets = [(_bound(le), count) for le, count in snapshot.buckets] + [("+Inf", snapshot.count)]
+    yield HistogramMetricFamily(f"{PREFIX}loop_stall_seconds",
+                                "How long the event loop was held by one piece of work: wakeups of a probe "
+                                f"(every {snapshot.interval_s * 1000:g} ms) at least 1 ms late, by lateness "
+                                "(a lower bound of the stall, at most one probe interval short).",
+                                buckets=buckets, sum_value=snapshot.sum_s)
+    yield _gauge("loop_stall_max_seconds", "The longest event loop stall since the node started.", snapshot.max_s)
+    yield _counter("loop_stall_cpu_seconds", "CPU time the event loop's thread used during its stalls (the rest "
+                   "of the stalled time it was blocked in a system call or waiting for a CPU).", snapshot.cpu_s)
+
+
+def _bound(seconds: float) -> str:
+    return f"{seconds:.6f}".rstrip("0")
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

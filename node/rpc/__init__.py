@@ -7,10 +7,11 @@ See docs/RPC.md.
 
 from node.rpc.client import RpcClient, RpcError, RpcTransportError, Subscription
 from node.rpc.dispatch import Dispatcher
-from node.rpc.methods import MethodRegistry, Param, RpcMethod, Topic, openrpc_document
+from node.rpc.methods import MethodRegistry, Param, RpcMethod, Topic, TopicHistory, openrpc_document
 from node.rpc.protocol import (
     ERROR_TABLE,
     ErrorCode,
+    HistoryPruned,
     LimitExceeded,
     MempoolRefused,
     NotFound,
@@ -25,6 +26,7 @@ __all__ = [
     "ERROR_TABLE",
     "Dispatcher",
     "ErrorCode",
+    "HistoryPruned",
     "LimitExceeded",
     "MempoolRefused",
     "MethodRegistry",
@@ -40,6 +42,7 @@ __all__ = [
     "Subscription",
     "Timeout",
     "Topic",
+    "TopicHistory",
     "TxRejected",
     "openrpc_document",
 ]

@@ -94,9 +94,14 @@ class RpcClient:
         except (urllib.error.URLError, OSError) as error:
             raise RpcTransportError(f"{self.url}: {error}") from error
 
-    def subscribe(self, topic: str, filter: dict[str, Any] | None = None) -> Subscription:
-        """`async with client.subscribe("blocks") as sub: async for payload in sub: ...`"""
-        return Subscription(self, topic, filter or {})
+    def subscribe(self, topic: str, filter: dict[str, Any] | None = None, *,
+                  from_height: int | None = None) -> Subscription:
+        """`async with client.subscribe("blocks") as sub: async for payload in sub: ...`
+
+        With `from_height`, the node first sends the committed payloads from that height on, then
+        live ones, without a gap or a repeat: to resume after a disconnect, pass the height after
+        the last one fully received (docs/RPC.md, "Subscriptions")."""
+        return Subscription(self, topic, filter or {}, from_height=from_height)
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -108,10 +113,12 @@ class Subscription:
     """One subscription on its own WebSocket. Iterating yields payloads; iteration ends when the
     server closes the socket (see `close_code` and `close_reason`, e.g. 1008 for a slow reader)."""
 
-    def __init__(self, client: RpcClient, topic: str, filter: dict[str, Any]) -> None:
+    def __init__(self, client: RpcClient, topic: str, filter: dict[str, Any], *,
+                 from_height: int | None = None) -> None:
         self._client = client
         self.topic = topic
         self.filter = filter
+        self.from_height = from_height
         self.id: str | None = None
         self.close_code: int | None = None
         self.close_reason: str | None = None
@@ -124,7 +131,10 @@ class Subscription:
         except (aiohttp.ClientError, TimeoutError) as error:
             raise RpcTransportError(f"{self._client.ws_url}: {error}") from error
         try:
-            self.id = await self._request(SUBSCRIBE_METHOD, {"topic": self.topic, "filter": self.filter})
+            params: dict[str, Any] = {"topic": self.topic, "filter": self.filter}
+            if self.from_height is not None:
+                params["from_height"] = self.from_height
+            self.id = await self._request(SUBSCRIBE_METHOD, params)
         except BaseException:
             await self._socket.close()
             raise

@@ -110,7 +110,8 @@ class Dispatcher:
         timeout = asyncio.timeout(self.call_timeout_ms / 1000)
         try:
             async with timeout:
-                return await method.handler(**arguments)
+                result = await method.handler(**arguments)
+            return self.registry.encode_result(result)
         except RpcErrorBase:
             raise
         except TimeoutError:

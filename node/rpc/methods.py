@@ -14,7 +14,7 @@ import functools
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from node.rpc.protocol import ERROR_TABLE, ErrorCode, InvalidParams
@@ -32,11 +32,22 @@ SCHEMA_TYPES: Final[frozenset[str]] = frozenset({"string", "integer", "boolean",
 SCHEMA_KEYWORDS: Final[frozenset[str]] = frozenset(
     {
         "type", "enum", "minimum", "maximum", "minLength", "maxLength", "pattern",
-        "items", "properties", "required", "additionalProperties",
+        "items", "properties", "required", "additionalProperties", "format",
         # Annotations: carried into the OpenRPC document, never checked.
         "description", "title", "examples", "default",
     }
 )
+
+U64_MAX: Final[int] = 2**64 - 1
+"""The largest value of `format: "u64"`: the ledger codec's widest integer (ledger/kinds.py AMOUNT_MAX)."""
+
+SCHEMA_FORMATS: Final[frozenset[str]] = frozenset({"u64"})
+"""Formats the validator enforces. `u64`: an unsigned 64-bit integer written as a decimal string
+(ASCII digits, no sign, no spaces, no leading zeros), as CometBFT writes its 64-bit integers; JSON
+parsers that read every number as a double (JavaScript's among them) would round it above 2^53.
+`minimum` and `maximum` bound the number the string spells."""
+
+_U64_TEXT: Final[re.Pattern[str]] = re.compile(r"(?:0|[1-9][0-9]{0,19})\Z")
 
 SUBSCRIBE_METHOD: Final[str] = "subscribe"
 UNSUBSCRIBE_METHOD: Final[str] = "unsubscribe"
@@ -50,9 +61,10 @@ Handler = Callable[..., Awaitable[Any]]
 
 
 class Session(Protocol):
-    """What a WebSocket connection offers to subscription methods (`RpcMethod.subscription`)."""
+    """What a WebSocket connection offers to subscription methods (`RpcMethod.subscription`).
+    `from_height` is passed only when the client gave it (the topic then has a `history`)."""
 
-    def subscribe(self, topic: str, filter: dict[str, Any]) -> str: ...
+    def subscribe(self, topic: str, filter: dict[str, Any], *, from_height: int | None = None) -> str: ...
 
     def unsubscribe(self, subscription_id: str) -> bool: ...
 
@@ -112,14 +124,38 @@ class RpcMethod:
         _check_handler_signature(self)
 
 
+class TopicHistory(Protocol):
+    """What a topic offers for `subscribe` with `from_height`: the payloads it published for
+    committed heights, read back in the order they were published. Every payload of such a topic
+    is an object with an integer "height", and heights are published in ascending order, each
+    height's payloads together."""
+
+    def tip(self) -> int:
+        """The last height whose payloads have been published."""
+        ...
+
+    def first_height(self) -> int:
+        """The lowest height this node can replay (1 unless it pruned history)."""
+        ...
+
+    def page(self, filter: dict[str, Any], from_height: int, to_height: int,
+             after: Any) -> tuple[list[Any], Any]:
+        """Payloads matching `filter` of the heights `from_height` to `to_height`, from the start
+        (`after` None) or after the cursor the previous page returned; the cursor of the next
+        page, or None once the range is exhausted."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Topic:
-    """A subscription topic the node publishes to, with the schema of a subscriber's filter."""
+    """A subscription topic the node publishes to, with the schema of a subscriber's filter.
+    With a `history`, `subscribe` takes `from_height` and replays before going live."""
 
     name: str
     summary: str
     filter_schema: dict[str, Any]
     payload_schema: dict[str, Any]
+    history: TopicHistory | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not METHOD_NAME_PATTERN.fullmatch(self.name):
@@ -132,13 +168,23 @@ class Topic:
 
 class MethodRegistry:
     """All methods and topics of one server. `rpc.discover` is registered on construction, and
-    `subscribe`/`unsubscribe` as soon as the first topic is added."""
+    `subscribe`/`unsubscribe` as soon as the first topic is added.
 
-    def __init__(self, title: str = "secledger", version: str = "0.1.0") -> None:
+    `result_encoder`, if given, turns every handler's result and every published or replayed
+    subscription payload into its JSON form, at the boundary, in one place (the node's turns bytes
+    into hex and 64-bit amounts into decimal strings). It must be idempotent: a value already in
+    JSON form passes through unchanged."""
+
+    def __init__(self, title: str = "secledger", version: str = "0.1.0",
+                 result_encoder: Callable[[Any], Any] | None = None) -> None:
         self.title = title
         self.version = version
+        self.result_encoder = result_encoder
         self._methods: dict[str, RpcMethod] = {}
         self._topics: dict[str, Topic] = {}
+        self._schemas: dict[str, dict[str, Any]] = {}
+        #: Specification extensions ("x-..." members) added to the top of the OpenRPC document.
+        self.extensions: dict[str, Any] = {}
         self._install(_discover_method(self))
 
     def add(self, method: RpcMethod) -> RpcMethod:
@@ -159,8 +205,25 @@ class MethodRegistry:
         self._install(_unsubscribe_method())
         return topic
 
+    def add_schema(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
+        """Name a schema that params and results share (an amount, say): it is listed under
+        `components.schemas` of the OpenRPC document. Returns the schema, to use in `Param`s."""
+        if name in self._schemas:
+            raise ValueError(f"schema {name!r} is already registered")
+        check_schema(schema, name)
+        self._schemas[name] = schema
+        return schema
+
+    @property
+    def schemas(self) -> Mapping[str, dict[str, Any]]:
+        return dict(self._schemas)
+
     def get(self, name: str) -> RpcMethod | None:
         return self._methods.get(name)
+
+    def encode_result(self, value: Any) -> Any:
+        """`value` in the JSON form clients receive (see `result_encoder`)."""
+        return value if self.result_encoder is None else self.result_encoder(value)
 
     def topic(self, name: str) -> Topic | None:
         return self._topics.get(name)
@@ -215,8 +278,20 @@ def bind_params(method: RpcMethod, params: list[Any] | dict[str, Any] | None) ->
     return given
 
 
+def parse_u64(text: Any) -> int | None:
+    """The number a `format: "u64"` string spells, or None if it is not one (wrong type, a sign,
+    spaces, leading zeros, anything but ASCII digits, or over 2^64 - 1)."""
+    if not isinstance(text, str) or not _U64_TEXT.match(text):
+        return None
+    number = int(text)
+    return number if number <= U64_MAX else None
+
+
 def validate(value: Any, schema: Mapping[str, Any], path: str) -> None:
     """Check `value` against a schema of the supported subset; raise InvalidParams at `path`."""
+    if schema.get("format") == "u64":
+        _validate_u64(value, schema, path)
+        return
     expected = schema.get("type")
     if expected is not None:
         types = [expected] if isinstance(expected, str) else list(expected)
@@ -256,6 +331,26 @@ def validate(value: Any, schema: Mapping[str, Any], path: str) -> None:
                 validate(value[name], sub_schema, f"{path}.{name}")
 
 
+def _validate_u64(value: Any, schema: Mapping[str, Any], path: str) -> None:
+    what = schema.get("title", "value")
+    if not isinstance(value, str):
+        # A JSON number is refused even when it would fit: a client that sends numbers would lose
+        # precision above 2^53 without noticing; one spelling for everyone.
+        raise InvalidParams(path, f'{what} must be a decimal string, e.g. "1000", got {_json_type(value)}')
+    number = parse_u64(value)
+    if number is None:
+        if _U64_TEXT.match(value):
+            raise InvalidParams(path, f"{what} must be at most {U64_MAX}, got {_show(value)}")
+        raise InvalidParams(path, f"{what} must be a decimal string of the digits 0-9 (no sign, spaces or "
+                                  f'leading zeros), e.g. "1000", got {_show(value)}')
+    if "pattern" in schema and not _ecma_pattern(schema["pattern"]).search(value):
+        raise InvalidParams(path, f"must match {schema['pattern']}, got {_show(value)}")
+    if "minimum" in schema and number < schema["minimum"]:
+        raise InvalidParams(path, f"{what} must be >= {schema['minimum']}, got {_show(value)}")
+    if "maximum" in schema and number > schema["maximum"]:
+        raise InvalidParams(path, f"{what} must be <= {schema['maximum']}, got {_show(value)}")
+
+
 def check_schema(schema: Any, where: str) -> None:
     """Refuse, at registration time, a schema this validator would not fully enforce."""
     if not isinstance(schema, dict):
@@ -263,6 +358,11 @@ def check_schema(schema: Any, where: str) -> None:
     unknown = set(schema) - SCHEMA_KEYWORDS
     if unknown:
         raise ValueError(f"{where}: unsupported schema keywords {sorted(unknown)}")
+    if "format" in schema:
+        if schema["format"] not in SCHEMA_FORMATS:
+            raise ValueError(f"{where}: unsupported format {schema['format']!r} (supported: {sorted(SCHEMA_FORMATS)})")
+        if schema.get("type") != "string" or set(schema) & {"enum", "minLength", "maxLength"}:
+            raise ValueError(f"{where}: a u64 schema is of type string, bounded by minimum and maximum only")
     expected = schema.get("type")
     if expected is not None:
         types = [expected] if isinstance(expected, str) else expected
@@ -285,13 +385,20 @@ def check_schema(schema: Any, where: str) -> None:
 
 def openrpc_document(registry: MethodRegistry, title: str | None = None, version: str | None = None) -> dict[str, Any]:
     """The OpenRPC 1.2.6 document of every registered method, built from the declarations."""
+    for name in registry.extensions:
+        if not name.startswith("x-"):
+            raise ValueError(f"OpenRPC extension {name!r} must start with 'x-'")
+    components: dict[str, Any] = {
+        "errors": {spec.code.name: _error_document(spec.code) for spec in ERROR_TABLE.values()},
+    }
+    if registry.schemas:
+        components["schemas"] = registry.schemas
     return {
         "openrpc": OPENRPC_VERSION,
         "info": {"title": title or registry.title, "version": version or registry.version},
         "methods": [_method_document(method) for method in registry],
-        "components": {
-            "errors": {spec.code.name: _error_document(spec.code) for spec in ERROR_TABLE.values()},
-        },
+        "components": components,
+        **registry.extensions,
         # Specification extension: topics are not an OpenRPC concept, but clients need them.
         "x-subscription-topics": [
             {
@@ -299,6 +406,7 @@ def openrpc_document(registry: MethodRegistry, title: str | None = None, version
                 "summary": topic.summary,
                 "filter": topic.filter_schema,
                 "payload": topic.payload_schema,
+                "x-replay": topic.history is not None,
             }
             for topic in registry.topics.values()
         ],
@@ -362,26 +470,36 @@ def _discover_method(registry: MethodRegistry) -> RpcMethod:
 
 
 def _subscribe_method(registry: MethodRegistry) -> RpcMethod:
-    async def subscribe(session: Session, topic: str, filter: dict[str, Any] | None = None) -> str:
+    async def subscribe(session: Session, topic: str, filter: dict[str, Any] | None = None,
+                        from_height: int | None = None) -> str:
         declared = registry.topic(topic)
         assert declared is not None, "the enum of the topic param lists every topic"
         filter = {} if filter is None else filter
         validate(filter, declared.filter_schema, "filter")
-        return session.subscribe(topic, filter)
+        if from_height is None:
+            return session.subscribe(topic, filter)
+        if declared.history is None:
+            raise InvalidParams("from_height", f"topic {topic} has no history to replay")
+        return session.subscribe(topic, filter, from_height=from_height)
 
     return RpcMethod(
         name=SUBSCRIBE_METHOD,
         summary=(
             f"Subscribe to a topic (WebSocket only). Returns the subscription id; each event arrives as a "
-            f'"{SUBSCRIPTION_NOTIFICATION}" notification with params {{"subscription": id, "result": payload}}.'
+            f'"{SUBSCRIPTION_NOTIFICATION}" notification with params {{"subscription": id, "result": payload}}. '
+            "With from_height, the committed payloads from that height on are sent first (matching the "
+            "filter), then live ones, without a gap or a repeat."
         ),
         params=(
             Param("topic", {"type": "string", "enum": list(registry.topics)}, True, "the topic to follow"),
             Param("filter", {"type": "object"}, False, "the topic's filter; see x-subscription-topics"),
+            Param("from_height", {"type": "integer", "minimum": 1, "maximum": 2**62}, False,
+                  "replay from this height (topics with x-replay only), then go live"),
         ),
         result={"type": "string", "pattern": SUBSCRIPTION_ID_PATTERN},
         handler=subscribe,
         subscription=True,
+        errors=(ErrorCode.HISTORY_PRUNED,),
     )
 
 

@@ -46,6 +46,7 @@ class ErrorCode(enum.IntEnum):
     TIMEOUT = -32003
     LIMIT_EXCEEDED = -32004
     MEMPOOL_REFUSED = -32005
+    HISTORY_PRUNED = -32006
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,13 @@ ERROR_TABLE: Final[Mapping[ErrorCode, ErrorSpec]] = {
             "Mempool refused",
             "the mempool did not admit the transaction (full, duplicate, stale nonce)",
             '{"reason": text}',
+        ),
+        ErrorSpec(
+            ErrorCode.HISTORY_PRUNED,
+            "History pruned",
+            "the height asked for is before the first one this node holds (it joined by state sync); "
+            "ask an archive node",
+            '{"height": int, "first_height": int}',
         ),
     )
 }
@@ -226,6 +234,17 @@ class LimitExceeded(RpcDomainError):
 class MempoolRefused(RpcDomainError):
     def __init__(self, reason: str) -> None:
         super().__init__(ErrorCode.MEMPOOL_REFUSED, f"mempool refused the transaction: {reason}", {"reason": reason})
+
+
+class HistoryPruned(RpcDomainError):
+    """`height` is before `first_height`, the first height whose blocks and events this node holds."""
+
+    def __init__(self, height: int, first_height: int) -> None:
+        super().__init__(
+            ErrorCode.HISTORY_PRUNED,
+            f"history pruned: height {height} is before this node's first height {first_height}; ask an archive node",
+            {"height": height, "first_height": first_height},
+        )
 
 
 # --- requests -------------------------------------------------------------------------------------

@@ -21,8 +21,9 @@ from typing import Any, Final
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from node.rpc.dispatch import BATCH_LENGTH_MAX_DEFAULT, CALL_TIMEOUT_MS_DEFAULT, Dispatcher
-from node.rpc.methods import SUBSCRIPTION_NOTIFICATION, MethodRegistry
+from node.rpc.methods import SUBSCRIPTION_NOTIFICATION, MethodRegistry, TopicHistory
 from node.rpc.protocol import (
+    HistoryPruned,
     InvalidRequest,
     LimitExceeded,
     RpcErrorBase,
@@ -54,10 +55,17 @@ SHUTDOWN_TIMEOUT_MS: Final[int] = 5_000
 READ_CHUNK_BYTES: Final[int] = 65_536
 """Largest piece of an HTTP body read at once."""
 
+REPLAY_HEIGHTS_MAX_DEFAULT: Final[int] = 10_000
+"""Most heights one `subscribe` with `from_height` may replay (the tip and the heights below it);
+further back is -32004 (`replay_heights_max`): page through `events_query` or `block_get` instead."""
+
 SLOW_SUBSCRIBER_REASON: Final[str] = "outbound queue full: client reads too slowly"
 """Close reason (with code 1008) sent to a WebSocket client dropped for not reading."""
 STOP_REASON: Final[str] = "server stopping"
 """Close reason (with code 1001) sent to every WebSocket client by `stop`."""
+REPLAY_FAILED_REASON: Final[str] = "replay failed"
+"""Close reason (with code 1011) when reading the history of a subscription with `from_height`
+failed on the server; the client reconnects and resumes."""
 
 REFUSED_CONTENT_TYPES: Final[frozenset[str]] = frozenset(
     {"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"}
@@ -70,6 +78,9 @@ Match = Callable[[dict[str, Any], Any], bool]
 
 Probe = Callable[[], tuple[bool, dict[str, Any]]]
 """A health check for `add_probe`: `(ok, body)`, answered 200 when ok, else 503, the body as JSON."""
+
+Page = Callable[[web.Request], Awaitable[web.StreamResponse]]
+"""A GET handler for `add_page`."""
 
 
 class RpcServer:
@@ -88,9 +99,12 @@ class RpcServer:
         outbound_queue_length_max: int = OUTBOUND_QUEUE_LENGTH_MAX_DEFAULT,
         subscriptions_per_connection_max: int = SUBSCRIPTIONS_PER_CONNECTION_MAX_DEFAULT,
         websockets_max: int = WEBSOCKETS_MAX_DEFAULT,
+        replay_heights_max: int = REPLAY_HEIGHTS_MAX_DEFAULT,
     ) -> None:
-        if min(request_bytes_max, outbound_queue_length_max, subscriptions_per_connection_max, websockets_max) < 1:
+        if min(request_bytes_max, outbound_queue_length_max, subscriptions_per_connection_max, websockets_max,
+               replay_heights_max) < 1:
             raise ValueError("limits must be positive")
+        self.replay_heights_max = replay_heights_max
         self.registry = registry
         self.host = host
         self.request_bytes_max = request_bytes_max
@@ -104,9 +118,10 @@ class RpcServer:
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._connections: set[_Connection] = set()
-        # topic -> subscription id -> (connection, filter); publish looks only at its topic.
-        self._subscriptions: dict[str, dict[str, tuple[_Connection, dict[str, Any]]]] = {}
+        # topic -> subscription id -> subscription; publish looks only at its topic.
+        self._subscriptions: dict[str, dict[str, _Subscription]] = {}
         self._probes: dict[str, Probe] = {}  # GET path -> health check (add_probe)
+        self._pages: dict[str, Page] = {}  # GET route -> handler (add_page): the console's files
 
     # --- start / stop -----------------------------------------------------------------------------
 
@@ -118,6 +133,8 @@ class RpcServer:
         app.router.add_get("/ws", self._handle_websocket)
         for path, probe in self._probes.items():
             app.router.add_get(path, _probe_handler(probe))
+        for route, page in self._pages.items():
+            app.router.add_get(route, page)
         # No access log: under load it would be a line per HTTP request, most of the node's log,
         # written on the event loop; the node logs what matters (errors, refusals of peers) itself.
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_MS / 1000,
@@ -181,6 +198,15 @@ class RpcServer:
             raise ValueError(f"bad probe path {path!r}")
         self._probes[path] = probe
 
+    def add_page(self, route: str, page: Page) -> None:
+        """Answer GET `route` (an aiohttp route such as "/console/{path:.*}") with `page`, read-only
+        content such as the regulator's console (node/console/). Before start()."""
+        if self._runner is not None:
+            raise RuntimeError("pages are added before the server starts")
+        if not route.startswith("/") or route in ("/", "/ws") or route in self._probes:
+            raise ValueError(f"bad page route {route!r}")
+        self._pages[route] = page
+
     def publish(self, topic: str, payload: Any, match: Match | None = None) -> int:
         """Notify every subscriber of `topic` whose filter `match(filter, payload)` accepts.
 
@@ -190,18 +216,24 @@ class RpcServer:
         if self.registry.topic(topic) is None:
             raise ValueError(f"unknown topic {topic!r}")
         # Encoded once; only the subscription id differs between subscribers.
+        payload = self.registry.encode_result(payload)
         result = encode(payload).decode()
+        height = payload.get("height") if isinstance(payload, dict) else None
         delivered = 0
-        for subscription_id, (connection, filter) in list(self._subscriptions.get(topic, {}).items()):
-            if match is not None and not match(filter, payload):
+        for subscription_id, subscription in list(self._subscriptions.get(topic, {}).items()):
+            if not subscription.live:
+                continue  # replaying from_height: its replay reads this height too, in order
+            if subscription.floor is not None and isinstance(height, int) and height <= subscription.floor:
+                continue  # the replay sent this height already
+            if match is not None and not match(subscription.filter, payload):
                 continue
-            text = (
-                f'{{"jsonrpc":"2.0","method":"{SUBSCRIPTION_NOTIFICATION}",'
-                f'"params":{{"subscription":"{subscription_id}","result":{result}}}}}'
-            )
-            if connection.offer(text):
+            if subscription.connection.offer(_notification(subscription_id, result)):
                 delivered += 1
         return delivered
+
+    def encode_payload(self, payload: Any) -> str:
+        """A payload's JSON text, as `publish` sends it."""
+        return encode(self.registry.encode_result(payload)).decode()
 
     def subscription_count(self, topic: str | None = None) -> int:
         """Live subscriptions, of one topic or of all."""
@@ -274,19 +306,24 @@ class RpcServer:
                     response = await self.dispatcher.handle(body, connection)
                 if response is not None:
                     connection.offer(response.decode())
+                # After the answer that names them: a replay's first notification must not
+                # overtake the subscription id the client matches it by.
+                connection.start_replays()
         finally:
             self._forget(connection)
             await connection.stop_writer()
         return socket
 
-    def _add_subscription(self, connection: _Connection, topic: str, filter: dict[str, Any]) -> str:
+    def _add_subscription(self, subscription: _Subscription) -> str:
         subscription_id = secrets.token_hex(16)
-        self._subscriptions.setdefault(topic, {})[subscription_id] = (connection, filter)
+        self._subscriptions.setdefault(subscription.topic, {})[subscription_id] = subscription
         return subscription_id
 
     def _remove_subscription(self, topic: str, subscription_id: str) -> None:
         by_id = self._subscriptions.get(topic, {})
-        by_id.pop(subscription_id, None)
+        subscription = by_id.pop(subscription_id, None)
+        if subscription is not None:
+            subscription.active = False
         if not by_id:
             self._subscriptions.pop(topic, None)
 
@@ -298,6 +335,24 @@ class RpcServer:
         for subscription_id, topic in list(connection.subscriptions.items()):
             self._remove_subscription(topic, subscription_id)
         connection.subscriptions.clear()
+        connection.cancel_replays()
+
+
+class _Subscription:
+    """One subscription. `live` is false while a `from_height` replay runs (publish skips it; the
+    replay reads those heights from history instead); `floor` is the last height the replay sent,
+    so a live payload of that height or below is never sent twice."""
+
+    __slots__ = ("active", "connection", "filter", "floor", "live", "topic")
+
+    def __init__(self, connection: _Connection, topic: str, filter: dict[str, Any], *, live: bool = True,
+                 floor: int | None = None) -> None:
+        self.connection = connection
+        self.topic = topic
+        self.filter = filter
+        self.live = live
+        self.floor = floor
+        self.active = True
 
 
 class _Connection:
@@ -310,16 +365,89 @@ class _Connection:
         self.subscriptions: dict[str, str] = {}  # subscription id -> topic
         self.closing = False
         self._queue: asyncio.Queue[str] = asyncio.Queue(server.outbound_queue_length_max)
+        self._room = asyncio.Event()  # set when the queue drains below half (for replays)
+        self._pending_replays: list[tuple[str, _Subscription, TopicHistory, int]] = []
+        self._replays: set[asyncio.Task[None]] = set()
         self._writer = asyncio.create_task(self._write_loop())
         self._closer: asyncio.Task[None] | None = None
 
-    def subscribe(self, topic: str, filter: dict[str, Any]) -> str:
+    def subscribe(self, topic: str, filter: dict[str, Any], *, from_height: int | None = None) -> str:
         limit = self._server.subscriptions_per_connection_max
         if len(self.subscriptions) >= limit:
             raise LimitExceeded("subscriptions_per_connection_max", limit, len(self.subscriptions) + 1)
-        subscription_id = self._server._add_subscription(self, topic, filter)
+        if from_height is None:
+            subscription_id = self._server._add_subscription(_Subscription(self, topic, filter))
+            self.subscriptions[subscription_id] = topic
+            return subscription_id
+        declared = self._server.registry.topic(topic)
+        history = declared.history if declared is not None else None
+        if history is None:
+            raise ValueError(f"topic {topic} has no history")  # the subscribe method checked it
+        first = history.first_height()
+        if from_height < first:
+            raise HistoryPruned(from_height, first)
+        heights = history.tip() - from_height + 1
+        if heights > self._server.replay_heights_max:
+            raise LimitExceeded("replay_heights_max", self._server.replay_heights_max, heights)
+        subscription = _Subscription(self, topic, filter, live=False, floor=from_height - 1)
+        subscription_id = self._server._add_subscription(subscription)
         self.subscriptions[subscription_id] = topic
+        self._pending_replays.append((subscription_id, subscription, history, from_height))
         return subscription_id
+
+    def start_replays(self) -> None:
+        """Start the replays of the subscriptions made by the request just answered."""
+        pending, self._pending_replays = self._pending_replays, []
+        for subscription_id, subscription, history, from_height in pending:
+            if subscription.active and not self.closing:
+                task = asyncio.create_task(self._replay(subscription_id, subscription, history, from_height))
+                self._replays.add(task)
+                task.add_done_callback(self._replays.discard)
+
+    def cancel_replays(self) -> None:
+        self._pending_replays.clear()
+        for task in list(self._replays):
+            task.cancel()
+
+    async def _replay(self, subscription_id: str, subscription: _Subscription, history: TopicHistory,
+                      from_height: int) -> None:
+        """Send the payloads of `from_height` up to the tip, then go live. Heights committed while
+        this runs are read here too (publish skips the subscription until it is live); the switch
+        to live happens in the same step that finds nothing left to read, so nothing published
+        after it is missed, and `floor` keeps out what the replay already sent."""
+        next_height = from_height
+        try:
+            while subscription.active:
+                tip = history.tip()
+                if next_height > tip:
+                    subscription.floor = next_height - 1
+                    subscription.live = True
+                    return
+                after: Any = None
+                while subscription.active:
+                    payloads, after = history.page(subscription.filter, next_height, tip, after)
+                    for payload in payloads:
+                        if not subscription.active or not await self._offer_when_room(
+                                _notification(subscription_id, self._server.encode_payload(payload))):
+                            return
+                    if after is None:
+                        break
+                    await asyncio.sleep(0)  # a page at a time: consensus and other clients go on
+                next_height = tip + 1
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("rpc: replay of subscription %s failed", subscription_id)
+            self._server._drop_subscriptions(self)
+            self._begin_close(WSCloseCode.INTERNAL_ERROR, REPLAY_FAILED_REASON)
+
+    async def _offer_when_room(self, text: str) -> bool:
+        """Queue a replayed notification once the queue is at most half full: a replay waits for a
+        slow reader instead of overflowing its queue, and leaves room for live messages."""
+        while self._queue.qsize() * 2 >= self._queue.maxsize and not self.closing:
+            self._room.clear()
+            await self._room.wait()
+        return self.offer(text)
 
     def unsubscribe(self, subscription_id: str) -> bool:
         topic = self.subscriptions.pop(subscription_id, None)
@@ -355,6 +483,7 @@ class _Connection:
 
     async def _close(self, code: int, reason: str) -> None:
         # Queued messages are discarded: the client is too slow for them, or the server is stopping.
+        self.cancel_replays()
         await self.stop_writer()
         try:
             await asyncio.wait_for(self._socket.close(code=code, message=reason.encode()), CLOSE_TIMEOUT_MS / 1000)
@@ -374,10 +503,20 @@ class _Connection:
         try:
             while True:
                 text = await self._queue.get()
+                if self._queue.qsize() * 2 < self._queue.maxsize:
+                    self._room.set()
                 await self._socket.send_str(text)
         except (ConnectionError, RuntimeError) as error:
             # The peer went away mid-send; the reading side notices and cleans up.
             logger.debug("rpc: WebSocket write failed: %s", error)
+
+
+def _notification(subscription_id: str, result: str) -> str:
+    """The notification of one payload, `result` already encoded."""
+    return (
+        f'{{"jsonrpc":"2.0","method":"{SUBSCRIPTION_NOTIFICATION}",'
+        f'"params":{{"subscription":"{subscription_id}","result":{result}}}}}'
+    )
 
 
 def _probe_handler(probe: Probe) -> Callable[[web.Request], Awaitable[web.Response]]:

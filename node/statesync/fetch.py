@@ -7,32 +7,64 @@ blocks h and h + 1 with h + 1's certificate are fetched (`get_blocks`), then eve
 checked against its manifest hash as it arrives, and the whole verified (node/statesync/verify.py).
 A refusal is logged with its named reason and the next peer is tried; a peer that is silent for
 `RESPONSE_TIMEOUT_S` is skipped. Rounds repeat until one snapshot installs.
+
+With a trust root (`[statesync] trust_height` and `trust_hash`), before any chunk is fetched the
+peer's headers are walked from the trusted one to h + 1 (`get_headers`, at most `wire.HEADERS_MAX`
+a message; `get_validators` for each set not known yet by its hash), each step checked in
+node/statesync/verify.py; block h + 1 must then be the header the walk ends on. A peer below the
+trusted height, or without the headers or sets asked for (a state-synced peer holds no headers
+below its snapshot), is skipped, not refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from typing import Any
 
-from ledger import Ledger
+from consensus.validators import ValidatorSet
+from ledger import Block, Ledger
 from node import wire
 
 from .install import install
 from .snapshot import Manifest, SnapshotError
-from .verify import SnapshotRefused, check_chunk, check_manifest, verify
+from .verify import (
+    SnapshotRefused,
+    TrustRoot,
+    check_chunk,
+    check_header_certificate,
+    check_manifest,
+    check_next_header,
+    check_parent,
+    check_trusted_header,
+    check_validator_set,
+    decode_header,
+    verify,
+)
 
 log = logging.getLogger("secledger.statesync")
 
 RESPONSE_TIMEOUT_S: float = 5.0
 RETRY_S: float = 1.0
+#: Validator sets kept once verified against a header's hash (a set is fetched once per change).
+SETS_CACHED_MAX: int = 64
+
+
+class _Unserved(Exception):
+    """The peer does not hold what the trust chain asks of it: try another peer (no refusal)."""
 
 
 class StateSyncer:
     def __init__(self, *, ledger: Ledger, send: Callable[[bytes, bytes], bool],
-                 on_installed: Callable[[dict[bytes, wire.Status]], None]) -> None:
+                 on_installed: Callable[[dict[bytes, wire.Status]], None],
+                 trust: TrustRoot | None = None) -> None:
         self.ledger = ledger
+        self.trust = trust
+        self._sets: dict[bytes, ValidatorSet] = {}  # verified sets by their validators hash
+        self._root: Block | None = None  # the trusted header, once a peer served it with the trusted hash
+        self._highest: Block | None = None  # the highest header verified forward from it
         self._send = send
         self._on_installed = on_installed
         self.statuses: dict[bytes, wire.Status] = {}
@@ -65,7 +97,8 @@ class StateSyncer:
             if who == peer and not future.done():
                 future.cancel()
 
-    def on_answer(self, peer: bytes, message: wire.Snapshots | wire.Blocks | wire.SnapshotChunk) -> None:
+    def on_answer(self, peer: bytes, message: wire.Snapshots | wire.Blocks | wire.SnapshotChunk | wire.Headers
+                  | wire.Validators) -> None:
         match message:
             case wire.Snapshots():
                 key: Any = "snapshots"
@@ -73,6 +106,10 @@ class StateSyncer:
                 key = "blocks"
             case wire.SnapshotChunk(height, index, _):
                 key = ("chunk", height, index)
+            case wire.Headers():
+                key = "headers"
+            case wire.Validators(height, _):
+                key = ("validators", height)
         future = self._waiting.get((peer, key))
         if future is not None and not future.done():
             future.set_result(message)
@@ -120,6 +157,13 @@ class StateSyncer:
                 return False
             manifest = max(manifests, key=lambda m: m.point.height)
             height = manifest.point.height
+            trusted_hash = None
+            if self.trust is not None:
+                if self.trust.height > peer_height:
+                    log.info("state sync: peer %s is at height %d, below the trusted height %d", name,
+                             peer_height, self.trust.height)
+                    return False
+                trusted_hash = await self._trust_chain(peer, height + 1)
             blocks: wire.Blocks = await self._ask(peer, "blocks", wire.GetBlocks(height, 2))
             if len(blocks.blocks) < 2:
                 log.info("state sync: peer %s did not send blocks %d and %d", name, height, height + 1)
@@ -131,7 +175,11 @@ class StateSyncer:
                 check_chunk(manifest, index, answer.chunk)
                 chunks.append(answer.chunk)
             verified = verify(self.ledger, manifest, chunks, block=blocks.blocks[0][0],
-                              next_block=blocks.blocks[1][0], next_certificate=blocks.blocks[1][1])
+                              next_block=blocks.blocks[1][0], next_certificate=blocks.blocks[1][1],
+                              trusted_hash=trusted_hash)
+        except _Unserved as exc:
+            log.info("state sync: peer %s cannot serve the trust chain: %s", name, exc)
+            return False
         except SnapshotError as exc:
             return self._refused(peer, "manifest", str(exc))
         except SnapshotRefused as exc:
@@ -146,6 +194,79 @@ class StateSyncer:
             return False  # the peer went away
         self.installed_height = install(self.ledger, verified).height
         return True
+
+    # --- the trust chain (node/statesync/verify.py says what each step checks) ---------------------------
+
+    async def _trust_chain(self, peer: bytes, target: int) -> bytes:
+        """The hash of header `target` (h + 1), verified from the trust root through the peer's
+        headers; raises `SnapshotRefused` or `_Unserved`. Verified headers are trusted whoever sent
+        them: the trusted header and the highest one verified forward are kept for the next try."""
+        assert self.trust is not None
+        root = self._root
+        if root is None:
+            answer: wire.Headers = await self._ask(peer, "headers", wire.GetHeaders(self.trust.height, 1))
+            if not answer.headers:
+                raise _Unserved(f"no header at the trusted height {self.trust.height}")
+            root = self._root = check_trusted_header(self.ledger, self.trust, answer.headers[0][0])
+        if target == root.height:
+            return root.hash
+        if target > root.height:  # forward: every header certified by the set its parent named
+            trusted = self._highest if self._highest is not None and self._highest.height <= target else root
+            start = trusted.height
+            async with aclosing(self._headers(peer, trusted.height + 1, target)) as headers:
+                async for header, certificate in headers:
+                    check_next_header(trusted, header)
+                    validator_set = await self._validator_set(peer, header)
+                    check_header_certificate(self.ledger, header, certificate, validator_set)
+                    trusted = header
+                    if self._highest is None or header.height > self._highest.height:
+                        self._highest = header
+            log.info("state sync: verified headers %d to %d from the trusted height %d", start + 1, target,
+                     root.height)
+            return trusted.hash
+        # backward: headers target .. T - 1, each the parent its child names, up to the trusted one
+        first: Block | None = None
+        below: Block | None = None
+        async with aclosing(self._headers(peer, target, root.height - 1)) as headers:
+            async for header, _ in headers:
+                if below is None:
+                    first = header
+                else:
+                    check_parent(header, below)
+                below = header
+        assert first is not None and below is not None
+        check_parent(root, below)
+        log.info("state sync: verified headers %d to %d back from the trusted height %d", target, root.height - 1,
+                 root.height)
+        return first.hash
+
+    async def _headers(self, peer: bytes, start: int, end: int) -> AsyncIterator[tuple[Block, bytes]]:
+        """Headers start .. end (inclusive) of `peer`, in order, at most `wire.HEADERS_MAX` a request."""
+        height = start
+        while height <= end:
+            answer: wire.Headers = await self._ask(peer, "headers",
+                                                   wire.GetHeaders(height, min(wire.HEADERS_MAX, end - height + 1)))
+            if not answer.headers:
+                raise _Unserved(f"no header at height {height}")
+            for data, certificate in answer.headers[:end - height + 1]:
+                yield decode_header(self.ledger, data, height), certificate
+                height += 1
+
+    async def _validator_set(self, peer: bytes, header: Block) -> ValidatorSet:
+        """The set of the header's height: known by its hash, or fetched and checked against it."""
+        expected = header.header.validators_hash
+        known = self._sets.get(expected)
+        if known is not None:
+            return known
+        answer: wire.Validators = await self._ask(peer, ("validators", header.height),
+                                                  wire.GetValidators(header.height))
+        if not answer.validators:
+            raise _Unserved(f"no validator set of height {header.height}")
+        validator_set = check_validator_set(header.height, answer.validators, expected)
+        self._sets[expected] = validator_set
+        while len(self._sets) > SETS_CACHED_MAX:
+            del self._sets[next(iter(self._sets))]
+        return validator_set
 
     def _refused(self, peer: bytes, reason: str, detail: str) -> bool:
         self.refusals.append((peer, reason))

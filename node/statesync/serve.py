@@ -4,6 +4,11 @@ The read transaction is opened on the event loop right after the commit of h, so
 the state of h (LMDB read transactions are MVCC snapshots); reading it out and writing the files
 happens in a worker thread, off the commit path. One snapshot is taken at a time: if the previous
 one is still being written when the next is due, the next is skipped (and logged).
+
+It also answers what a joining node's trust chain asks (node/statesync/verify.py): `get_headers`
+(certified headers, each as its block without transactions, bounded in number and in bytes) and
+`get_validators` (the set of a height, from the state: every node, a state-synced one too, holds
+the sets of every height from 1 to its tip + 2).
 """
 
 from __future__ import annotations
@@ -12,13 +17,19 @@ import asyncio
 import logging
 from pathlib import Path
 
-from ledger import Ledger
+from ledger import Block, Ledger, NotFound, queries
 from node import wire
 
 from .files import SnapshotFiles
 from .snapshot import CHUNK_BYTES_MAX, SnapshotError, take_in
 
 log = logging.getLogger("secledger.statesync")
+
+
+#: Most bytes of stored blocks read to answer one `get_headers` (at least one block is read), and
+#: most bytes of headers and certificates in the answer.
+HEADERS_READ_BYTES_MAX: int = 16 << 20
+HEADERS_ANSWER_BYTES_MAX: int = 1 << 20
 
 
 class SnapshotServer:
@@ -77,3 +88,35 @@ class SnapshotServer:
         except SnapshotError:
             data = b""
         return wire.SnapshotChunk(request.height, request.index, data)
+
+    def headers(self, request: wire.GetHeaders) -> wire.Headers:
+        """Certified headers from `from_height` on, in order, while the store has them and the bounds
+        allow (a state-synced node has none below its snapshot)."""
+        pairs: list[tuple[bytes, bytes]] = []
+        read = size = 0
+        for height in range(request.from_height, request.from_height + min(request.count, wire.HEADERS_MAX)):
+            if height < 1:
+                break
+            try:
+                raw, certificate = queries.block(self.ledger, height)
+            except NotFound:
+                break
+            header = Block(Block.decode(raw).header, ()).encode()
+            if pairs and size + len(header) + len(certificate) > HEADERS_ANSWER_BYTES_MAX:
+                break
+            pairs.append((header, certificate))
+            size += len(header) + len(certificate)
+            read += len(raw)
+            if read >= HEADERS_READ_BYTES_MAX:
+                break
+        return wire.Headers(tuple(pairs))
+
+    def validators(self, request: wire.GetValidators) -> wire.Validators:
+        """The set effective at a height as [validator_key, node_key, power], ascending by key; empty
+        for a height this node has not decided (above its tip + 2, or 0)."""
+        try:
+            entries = queries.validators_at(self.ledger, request.height)
+        except NotFound:
+            return wire.Validators(request.height, ())
+        return wire.Validators(request.height, tuple((v["validator_key"], v["node_key"], v["power"])
+                                                     for v in entries[:wire.VALIDATORS_MAX]))

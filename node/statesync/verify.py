@@ -11,12 +11,29 @@ named `reason`, logged by the fetcher, which then tries another peer):
                      block hash; the manifest's time is block h's;
 - `validator-set`    the set the snapshot says is effective at h + 1 hashes to block h + 1's
                      `validators_hash`;
-- `untrusted-set`    that set is the genesis set (the trust root: a node with an empty store knows
-                     only the genesis; a chain whose set changed needs a trusted height and hash,
-                     not implemented yet, so such a snapshot is refused);
+- `untrusted-set`    without a trust root configured, that set is the genesis set (a node with an
+                     empty store knows only the genesis);
+- `bad-header-chain` with a trust root configured (`[statesync] trust_height`, `trust_hash`), block
+                     h + 1 is the very header the trust chain verified (see below);
 - `certificate`      block h + 1's commit certificate verifies against that set;
 - `state-root`       the root recomputed over every entry (accumulator) with the manifest's results
                      hash equals block h + 1's `previous_state_root`, the root certified for h.
+
+The trust chain (CometBFT's light client, sequential): the operator names a height T and the hash of
+its block header, read from a node they trust. The joining node fetches header T from the peer
+(`trust-hash-mismatch` unless it has that hash), then the headers between T and h + 1 (`get_headers`):
+
+- forward (T < h + 1), for each next header k: it is of this chain and height k, its
+  `previous_block_hash` is header k - 1's hash and its `validators_hash` is header k - 1's
+  `next_validators_hash` (`bad-header-chain`); the set of k, fetched from the peer (`get_validators`)
+  when no set of that hash is known yet, hashes to it (`set-hash-mismatch`); and k's commit
+  certificate verifies against that set (`bad-header-chain`). A change of the set decided at H is
+  certified by the old set in header H + 1's `next_validators_hash` before the new set signs.
+- backward (h + 1 < T): each header's hash is the `previous_block_hash` of the header above it, up
+  to T (`bad-header-chain`): SHA-256 links from a trusted header need no signatures.
+
+The result is the hash of header h + 1, which `verify` then requires of block h + 1; so the set in
+the snapshot (which must hash to block h + 1's `validators_hash`) is the one the chain names.
 """
 
 from __future__ import annotations
@@ -24,9 +41,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from consensus.certificate import CommitCertificate
-from consensus.errors import InvalidCertificate, MalformedMessage
+from consensus.errors import InvalidCertificate, MalformedMessage, UsageError
 from consensus.validators import Validator, ValidatorSet
 from ledger import Block, InvalidBlock, Ledger
+from ledger.block import HASH_BYTES
 from ledger.chain import SnapshotPoint
 from ledger.governance import validators_at, validators_hash
 from ledger.store import entry_digest, state_root
@@ -39,6 +57,19 @@ class SnapshotRefused(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class TrustRoot:
+    """`[statesync] trust_height` and `trust_hash`: a height and the hash of its block header, as a
+    node the operator trusts reports them (`secledger query block H`: its `hash`)."""
+
+    height: int
+    hash: bytes
+
+    def __post_init__(self) -> None:
+        if self.height < 1 or len(self.hash) != HASH_BYTES:
+            raise ValueError("a trust root is a height >= 1 and a 32-byte header hash")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +96,80 @@ def check_chunk(manifest: Manifest, index: int, chunk: bytes) -> None:
         raise SnapshotRefused("chunk-hash", f"chunk {index} does not have the manifest's hash")
 
 
+# --- the trust chain ----------------------------------------------------------------------------------
+
+
+def decode_header(ledger: Ledger, data: bytes, height: int) -> Block:
+    """A header as `headers` carries it (its block without transactions: the same hash), which must be
+    of this chain and of `height`."""
+    try:
+        header = Block.decode(data)
+    except InvalidBlock as exc:
+        raise SnapshotRefused("bad-header-chain", f"header {height}: {exc}") from None
+    if header.txs or header.header.chain_id != ledger.chain_id or header.height != height:
+        raise SnapshotRefused("bad-header-chain", f"expected the header of block {height} of {ledger.chain_id!r}, "
+                              f"got block {header.height} of {header.header.chain_id!r}")
+    return header
+
+
+def check_trusted_header(ledger: Ledger, trust: TrustRoot, data: bytes) -> Block:
+    """The peer's header at the trusted height, if it has the trusted hash."""
+    header = decode_header(ledger, data, trust.height)
+    if header.hash != trust.hash:
+        raise SnapshotRefused("trust-hash-mismatch", f"the peer's header {trust.height} has hash "
+                              f"{header.hash.hex()}, statesync.trust_hash is {trust.hash.hex()}")
+    return header
+
+
+def check_next_header(trusted: Block, header: Block) -> None:
+    """Header k + 1 follows the trusted header k: it names k as its parent, and the set that k
+    certified for k + 1 as its own."""
+    if header.header.previous_block_hash != trusted.hash:
+        raise SnapshotRefused("bad-header-chain", f"header {header.height} does not name header "
+                              f"{trusted.height} as its parent")
+    if header.header.validators_hash != trusted.header.next_validators_hash:
+        raise SnapshotRefused("bad-header-chain", f"header {header.height} names another validator set than "
+                              f"header {trusted.height} certified for it")
+
+
+def check_validator_set(height: int, entries: tuple[tuple[bytes, bytes, int], ...], expected: bytes) -> ValidatorSet:
+    """A peer's set of `height` as (validator_key, node_key, power): it must hash (the chain's rule,
+    `governance.validators_hash`) to `expected`, a hash a verified header names."""
+    if validators_hash(tuple((key, node_key, power, "", "") for key, node_key, power in entries)) != expected:
+        raise SnapshotRefused("set-hash-mismatch", f"the peer's validator set of height {height} does not hash "
+                              f"to {expected.hex()[:16]}, which header {height} names")
+    try:
+        return ValidatorSet(Validator(key, power) for key, _, power in entries)
+    except UsageError as exc:  # the hash matched: a certified header names a set the core refuses
+        raise SnapshotRefused("set-hash-mismatch", f"the validator set of height {height}: {exc}") from None
+
+
+def check_header_certificate(ledger: Ledger, header: Block, certificate: bytes, validator_set: ValidatorSet) -> None:
+    """+2/3 of the set of the header's height precommitted exactly this header (the consensus core's
+    own certificate check)."""
+    try:
+        CommitCertificate.decode(certificate).verify(ledger.chain_id, validator_set, height=header.height,
+                                                     block_id=header.hash)
+    except (InvalidCertificate, MalformedMessage) as exc:
+        raise SnapshotRefused("bad-header-chain", f"header {header.height}: {exc}") from None
+
+
+def check_parent(child: Block, parent: Block) -> None:
+    """Backwards from a trusted header: the header below is the one it names by hash."""
+    if child.header.previous_block_hash != parent.hash or parent.height + 1 != child.height:
+        raise SnapshotRefused("bad-header-chain", f"header {parent.height} is not the parent that header "
+                              f"{child.height} names")
+
+
+# --- the snapshot -----------------------------------------------------------------------------------
+
+
 def verify(ledger: Ledger, manifest: Manifest, chunks: list[bytes], *, block: bytes, next_block: bytes,
-           next_certificate: bytes) -> VerifiedSnapshot:
+           next_certificate: bytes, trusted_hash: bytes | None = None) -> VerifiedSnapshot:
     """Verify the snapshot against block h (`block`), block h + 1 (`next_block`) and h + 1's commit
-    certificate; return its entries and the certified root, or raise `SnapshotRefused`."""
+    certificate; return its entries and the certified root, or raise `SnapshotRefused`.
+    `trusted_hash`: the hash of header h + 1 that the trust chain from a configured trust root
+    verified; None: no trust root is configured, and the genesis set is the only trusted one."""
     check_manifest(ledger, manifest)
     point = manifest.point
     height = point.height
@@ -110,10 +211,16 @@ def verify(ledger: Ledger, manifest: Manifest, chunks: list[bytes], *, block: by
     if set_hash != nxt.header.validators_hash:
         raise SnapshotRefused("validator-set", f"the snapshot's set of height {height + 1} is not the one "
                               f"block {height + 1} names")
-    genesis_hash = ledger.validator_hashes()[0] if ledger.tip.height == 0 else None
-    if set_hash != genesis_hash:
-        raise SnapshotRefused("untrusted-set", f"the validator set of height {height + 1} differs from the "
-                              "genesis set and no trust root is configured")
+    if trusted_hash is not None:
+        if nxt.hash != trusted_hash:
+            raise SnapshotRefused("bad-header-chain", f"block {height + 1} is not the header that the trust "
+                                  "chain verified")
+    else:
+        genesis_hash = ledger.validator_hashes()[0] if ledger.tip.height == 0 else None
+        if set_hash != genesis_hash:
+            raise SnapshotRefused("untrusted-set", f"the validator set of height {height + 1} differs from the "
+                                  "genesis set and no trust root is configured (statesync.trust_height, "
+                                  "statesync.trust_hash)")
     validator_set = ValidatorSet(Validator(key, power) for key, _, power, _, _ in entries_set)
     try:
         CommitCertificate.decode(next_certificate).verify(ledger.chain_id, validator_set, height=height + 1,

@@ -191,7 +191,7 @@ def test_members_add_remove_and_rotate_validators_under_load(tmp_path):
         load.stop.set()
         load.join(10)
         # nothing the load had accepted is lost: every transfer commits, in nonce order
-        wait_until(lambda: rpc(v1url, "account_nonce", address=alice.address.hex())["result"]["next_nonce"]
+        wait_until(lambda: int(rpc(v1url, "account_nonce", address=alice.address.hex())["result"]["next_nonce"])
                    == alice.nonce, 60, "every accepted transfer to commit")
         assert load.accepted > 20
 

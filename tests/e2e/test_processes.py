@@ -106,7 +106,7 @@ def test_readme_first_five_minutes(process_network, tmp_path):
     top = height(rpc_url)
     wait_until(lambda: height(net.url("observer-0")) >= top, 30, "the observer to catch up")
     holders = json.loads(run("query", "holders", "ACME", "--rpc", net.url("observer-0")).stdout)
-    assert holders["holders"] == [{"identity": "alice", "balance": 1000}]
+    assert holders["holders"] == [{"identity": "alice", "balance": "1000"}]
 
 
 def test_start_with_a_bad_config_names_file_and_key(tmp_path):

@@ -78,7 +78,7 @@ async def test_transfers_commit_everywhere_and_observer_verifies(network):
     assert observer.sync.rejected_responses == 0
     async with RpcClient(network.rpc_url("observer-0")) as client:
         holders = await client.call("token_holders", token="ACME")
-        assert holders["holders"] == [{"identity": "alice", "balance": 800}, {"identity": "bob", "balance": 200}]
+        assert holders["holders"] == [{"identity": "alice", "balance": "800"}, {"identity": "bob", "balance": "200"}]
         with pytest.raises(RpcError) as read_only:
             await client.call("tx_submit", tx=alice.transfer("ACME", address("bob"), 1).hex())
         assert read_only.value.code == -32002
@@ -152,7 +152,7 @@ async def test_websocket_subscription_gets_filtered_events(network):
             sent = await client.call("tx_submit", tx=signers["alice"].transfer("ACME", address("bob"), 7).hex())
             event = await asyncio.wait_for(events.__anext__(), 20)
             assert event["kind"] == "token.transferred" and event["tx"] == sent["hash"]
-            assert event["data"]["amount"] == 7
+            assert event["data"]["amount"] == "7"  # u64 amounts are decimal strings (docs/RPC.md)
 
 
 async def test_restarted_validator_catches_up_by_block_sync(network):
@@ -220,7 +220,7 @@ async def test_corporate_actions_over_rpc(network):
         assert declared["status"] == "committed", declared
         assert (await submit(client, signers["alice"].claim_distribution("DIV-1")))["status"] == "committed"
         info = await client.call("distribution_get", id="DIV-1", identity="alice")
-        assert info["funded"] == 2000 and info["paid"] == 2000 and info["identity"]["paid"] == 2000
+        assert info["funded"] == "2000" and info["paid"] == "2000" and info["identity"]["paid"] == "2000"
         await submit(client, issuer.set_document("ACME", "prospectus", "https://acme.example/p.pdf", b"\x07" * 32))
         assert [d["name"] for d in await client.call("token_documents", token="ACME")] == ["prospectus"]
         top = (await client.call("chain_status"))["height"]
@@ -228,7 +228,7 @@ async def test_corporate_actions_over_rpc(network):
                                                   opens_at_height=top, closes_at_height=top + 100))
         await submit(client, signers["alice"].vote("AGM", 0))
         ballot = await client.call("ballot_get", id="AGM")
-        assert ballot["tallies"] == [1000, 0] and ballot["voters"] == 1
+        assert ballot["tallies"] == ["1000", "0"] and ballot["voters"] == 1
 
 
 async def test_concurrent_submissions_of_one_signer_are_admitted_in_arrival_order(network):

@@ -59,7 +59,7 @@ def key(tmp_path):
 def test_a_transaction_rejected_in_its_block_exits_1(monkeypatch, capsys, key):
     receipt = {"status": "rejected", "height": 9, "code": "0x57", "reason": "receiver_country_blocked:KP",
                "hash": "ab" * 32}
-    node = Answers(chain_status={"chain_id": "c", "height": 8}, account_nonce={"next_nonce": 0},
+    node = Answers(chain_status={"chain_id": "c", "height": 8}, account_nonce={"next_nonce": "0"},
                    tx_submit={"hash": "ab" * 32}, tx_wait=receipt)
     monkeypatch.setattr(commands, "_client", lambda url: node)
     code, out, err = run(capsys, "tx", "transfer", "--token", "ACME", "--to", "cd" * 32, "--amount", "5", "--key", key)
@@ -68,7 +68,7 @@ def test_a_transaction_rejected_in_its_block_exits_1(monkeypatch, capsys, key):
 
 
 def test_a_failed_proposal_exits_1(monkeypatch, capsys, key):
-    node = Answers(chain_status={"chain_id": "c", "height": 8}, account_nonce={"next_nonce": 0},
+    node = Answers(chain_status={"chain_id": "c", "height": 8}, account_nonce={"next_nonce": "0"},
                    tx_submit={"hash": "ab" * 32}, tx_wait={"status": "committed", "events": [], "code": "0x51"},
                    gov_proposal={"status": "failed", "failure": {"code": "0x60", "reason": "no_such_validator",
                                                                  "action": 0}})

@@ -37,7 +37,7 @@ class LedgerRpc:
         if method == "chain_status":
             return jsonable(queries.chain_status(ledger))
         if method == "account_nonce":
-            return {"next_nonce": ledger.next_nonce(bytes.fromhex(params["address"]))}
+            return {"next_nonce": str(ledger.next_nonce(bytes.fromhex(params["address"])))}  # a u64: a string
         if method == "tx_submit":
             raw = bytes.fromhex(params["tx"])
             from ledger.tx import decode_transaction

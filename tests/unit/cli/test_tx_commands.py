@@ -32,6 +32,8 @@ CASES = {
                   {"roles": ["pause", "supply"]}),
     "set-rules": (["--token", "ACME", "--rules", '{"country_block": ["KP"]}'], "token.set_rules",
                   {"rules": {"country_block": ["KP"]}}),
+    "set-name": (["--token", "ACME", "--name", "Acme Holdings plc"], "token.set_name",
+                 {"name": "Acme Holdings plc"}),
     "issue": (["--token", "ACME", "--to", A, "--amount", "5"], "token.issue", {"amount": 5}),
     "redeem": (["--token", "ACME", "--from", A, "--amount", "5"], "token.redeem", {"from": bytes.fromhex(A)}),
     "transfer": (["--token", "ACME", "--to", A, "--amount", "5"], "token.transfer", {"to": bytes.fromhex(A)}),
