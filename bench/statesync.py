@@ -27,9 +27,9 @@ from consensus.messages import MessageType, Vote, sign_bytes  # noqa: E402
 from consensus.validators import Validator, ValidatorSet  # noqa: E402
 from ledger import Block, Ledger, queries  # noqa: E402
 from ledger.testing import LedgerHarness, address_of, key_for  # noqa: E402
-from node.statesync import snapshot as snap  # noqa: E402
-from node.statesync.install import install  # noqa: E402
-from node.statesync.verify import verify  # noqa: E402
+from node.sync.statesync import snapshot as snap  # noqa: E402
+from node.sync.statesync.install import install  # noqa: E402
+from node.sync.statesync.verify import verify  # noqa: E402
 
 
 def certificate(chain_id: str, height: int, block_id: bytes) -> bytes:

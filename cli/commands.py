@@ -26,7 +26,7 @@ from ledger.client import Action, Signer, new_key
 from ledger.errors import InvalidTransaction
 from ledger.governance import PROPOSAL_LIFETIME_MAX, STATUSES
 from ledger.kinds import ACTION_CLASSES, GOVERNED_ROLES, PARAM_BOUNDS, check_body
-from node.keys import KeyFileError, load_key, save_key
+from node.setup.keys import KeyFileError, load_key, save_key
 
 if TYPE_CHECKING:  # the RPC client pulls in aiohttp: imported only when a node is asked
     from node.rpc.client import RpcClient

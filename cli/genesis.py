@@ -14,7 +14,7 @@ Until it is complete the file is a draft: every entry is checked as the ledger c
 (`Genesis.from_dict`), but validators, members, thresholds or administrators may still be
 missing. Once complete it is written exactly as any genesis is. Then each member runs
 `genesis install` on its host: the genesis goes into the node's home and the node's peers are set
-from the cards. The writing itself is `node.netgen`; this module handles flags and files.
+from the cards. The writing itself is `node.setup.netgen`; this module handles flags and files.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import tomli_w
 
 from ledger import Genesis, InvalidGenesis
 from ledger.genesis import CHAIN_ID_PATTERN, CHAIN_ID_RULE
-from node.genesis_file import render_genesis
-from node.netgen import SetupError, init_home, install_genesis, load_card
+from node.setup.genesis_file import render_genesis
+from node.setup.netgen import SetupError, init_home, install_genesis, load_card
 
 from .commands import CliError, path_exists, public_key
 

@@ -1,6 +1,6 @@
 """`secledger testnet` and `secledger up`: a whole network written into one directory, and run.
 
-The writing is `node.netgen` (below the command line, so the tests' in-process networks use it
+The writing is `node.setup.netgen` (below the command line, so the tests' in-process networks use it
 too); this module turns flags into its parameters and its errors into one line naming the flag.
 `generate`, `plan`, `member_keys` and `NodePlan` are re-exported for the tests that import them
 from here.
@@ -16,8 +16,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Final
 
-from node.keys import KeyFileError
-from node.netgen import (
+from node.setup.keys import KeyFileError
+from node.setup.netgen import (
     CONSORTIUM_MEMBER,
     DEFAULT_PORT_BASE,
     MEMBERS_MAX,
@@ -36,7 +36,7 @@ __all__ = ["CONSORTIUM_MEMBER", "DEFAULT_PORT_BASE", "MEMBERS_MAX", "NodePlan", 
 
 #: Lines of a failed node's log that `up` prints.
 LOG_TAIL_LINES: Final[int] = 20
-#: The flag behind each parameter of `node.netgen.generate`.
+#: The flag behind each parameter of `node.setup.netgen.generate`.
 _FLAGS: Final[dict[str, str]] = {"chain_id": "--chain-id", "validators": "--validators",
                                  "observers": "--observers", "members": "--members", "hosts": "--hosts",
                                  "port_base": "--port-base"}
@@ -68,7 +68,7 @@ def testnet(args: Any) -> dict[str, Any]:
 def up(args: Any) -> int:
     """Run every node of a local network as its own process until Ctrl-C (or SIGTERM). Exits 1
     when a node stops on its own, naming it and printing the end of its log."""
-    from node.config import ConfigError, load_config
+    from node.setup.config import ConfigError, load_config
 
     directory: Path = args.dir
     if not (directory / "genesis.toml").exists():

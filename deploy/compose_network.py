@@ -24,9 +24,9 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from node.config import Address, MetricsSection, Peer, load_config, render_config
-from node.keys import load_key
-from node.netgen import generate
+from node.setup.config import Address, MetricsSection, Peer, load_config, render_config
+from node.setup.keys import load_key
+from node.setup.netgen import generate
 
 #: The services of compose.yaml, in the order `generate` names its nodes.
 VALIDATORS = 4

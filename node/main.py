@@ -18,13 +18,13 @@ import lmdb
 
 from ledger import LedgerError
 
-from .config import ConfigError, load_config
 from .fault_points import FaultSwitchError
-from .genesis_file import GenesisFileError
-from .keys import KeyFileError
 from .ops import logs, startup
 from .service import Node
-from .sign_guard import SignGuardError
+from .setup.config import ConfigError, load_config
+from .setup.genesis_file import GenesisFileError
+from .setup.keys import KeyFileError
+from .validator.sign_guard import SignGuardError
 
 log = logging.getLogger("secledger.node")
 

@@ -25,29 +25,28 @@ from consensus.timeouts import TimeoutConfig
 from ledger import Block, BlockResult, Ledger, Transaction, decode_transaction, queries
 from ledger.store import event_key
 
-from . import wire
-from .blocksync import BlockSync
-from .byzantine import Byzantine, mode_from_environment
-from .config import NodeConfig, parse_address
-from .consensus_wal import ConsensusWal
 from .console import mount as mount_console
-from .driver import BlockLimits, ConsensusDriver, ConsensusParams
-from .evidence_pool import EvidencePool
-from .genesis_file import load_genesis
-from .gossip_ingest import GossipIngest
-from .keys import KeyFileError, load_key
-from .mempool import Mempool, MempoolRefusal
+from .mempool.gossip_ingest import GossipIngest
+from .mempool.pool import Mempool, MempoolRefusal
+from .mempool.seen_txs import SeenTransactions
 from .ops import Operations
 from .ops.loop_stalls import LoopStallMonitor
-from .p2p import PeerAddress, PeerConfig, PeerManager
+from .p2p import PeerAddress, PeerConfig, PeerManager, wire
 from .rpc import RpcServer
-from .rpc_api import build_registry, event_matches, jsonable
-from .seen_txs import SeenTransactions
-from .sign_guard import SignStateFile
-from .statesync.fetch import StateSyncer
-from .statesync.serve import SnapshotServer
-from .statesync.verify import TrustRoot
-from .validator_sets import ValidatorSets
+from .rpc.api import build_registry, event_matches, jsonable
+from .setup.config import NodeConfig, parse_address
+from .setup.genesis_file import load_genesis
+from .setup.keys import KeyFileError, load_key
+from .sync.blocksync import BlockSync
+from .sync.statesync.fetch import StateSyncer
+from .sync.statesync.serve import SnapshotServer
+from .sync.statesync.verify import TrustRoot
+from .validator.byzantine import Byzantine, mode_from_environment
+from .validator.consensus_wal import ConsensusWal
+from .validator.driver import BlockLimits, ConsensusDriver, ConsensusParams
+from .validator.evidence_pool import EvidencePool
+from .validator.sign_guard import SignStateFile
+from .validator.validator_sets import ValidatorSets
 
 log = logging.getLogger("secledger.node")
 
@@ -115,7 +114,7 @@ class Node:
                               response_bytes_max=message_bytes_max - (64 << 10))
         self.driver: ConsensusDriver | None = None
         self._home = home
-        # State sync (node/statesync/): snapshots taken and served; and, for an empty store with
+        # State sync (node/sync/statesync/): snapshots taken and served; and, for an empty store with
         # [statesync] enabled, joining from one. Until it installs, consensus and block sync wait.
         self.snapshots = SnapshotServer(self.ledger, home / "snapshots", interval=config.statesync.snapshot_interval,
                                         kept=config.statesync.snapshots_kept)
@@ -484,7 +483,7 @@ class Node:
                 self.peers.send(peer, wire.encode(self.snapshots.snapshots()))
             case wire.GetSnapshotChunk():
                 self.peers.send(peer, wire.encode(self.snapshots.chunk(message)))
-            case wire.GetHeaders():  # a joining node's trust chain (node/statesync/verify.py)
+            case wire.GetHeaders():  # a joining node's trust chain (node/sync/statesync/verify.py)
                 self.peers.send(peer, wire.encode(self.snapshots.headers(message)))
             case wire.GetValidators():
                 self.peers.send(peer, wire.encode(self.snapshots.validators(message)))

@@ -1,6 +1,6 @@
 """A whole network in one process, on loopback ports chosen at run time: for integration tests.
 
-`LocalNetwork` generates keys, genesis and configs with `node.netgen`, starts every node as a
+`LocalNetwork` generates keys, genesis and configs with `node.setup.netgen`, starts every node as a
 `Node` on the running event loop, and stops them all on exit. Not used by the node itself.
 """
 
@@ -11,8 +11,8 @@ import random
 import socket
 from pathlib import Path
 
-from node.config import ConsensusSection, NodeConfig, load_config
 from node.service import Node
+from node.setup.config import ConsensusSection, NodeConfig, load_config
 
 #: Consensus timeouts short enough for tests on a loaded 2-core machine, long enough to be stable.
 FAST_CONSENSUS = ConsensusSection(timeout_propose_ms=800, timeout_propose_delta_ms=200, timeout_prevote_ms=300,
@@ -67,10 +67,10 @@ def free_port_base(count: int) -> int:
 class LocalNetwork:
     def __init__(self, directory: Path, *, validators: int = 4, observers: int = 1,
                  consensus: ConsensusSection = FAST_CONSENSUS, members: int | None = 0) -> None:
-        """`members`: as `node.netgen.generate` takes it: 0 (no members: keys/admin.json grants roles
+        """`members`: as `node.setup.netgen.generate` takes it: 0 (no members: keys/admin.json grants roles
         directly), None (the single member holding the admin key that `secledger testnet` writes),
         or N (N members deciding by 2/3)."""
-        from node.netgen import generate
+        from node.setup.netgen import generate
 
         self.directory = directory
         base = free_port_base(2 * (validators + observers))

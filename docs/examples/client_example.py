@@ -19,8 +19,8 @@ from typing import Any
 
 from ledger import decode_transaction
 from ledger.client import Action, Signer, new_key
-from node.keys import load_key, save_key
 from node.rpc.client import RpcClient, RpcError
+from node.setup.keys import load_key, save_key
 
 TOKEN = "ACME"
 FAR_FUTURE_S = 4_102_444_800  # 2100-01-01: claim expiries

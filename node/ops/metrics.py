@@ -218,7 +218,7 @@ class _NodeCollector(Collector):
             admissions.add_metric([source], mempool.admissions[source])
         yield admissions
         refusals = CounterMetricFamily(f"{PREFIX}mempool_refusals", "Transactions refused, by source and reason "
-                                       "(node/mempool.py REFUSAL_REASONS).", labels=["source", "reason"])
+                                       "(node/mempool/pool.py REFUSAL_REASONS).", labels=["source", "reason"])
         for (source, reason), count in sorted(mempool.refusals.items()):
             refusals.add_metric([source, reason], count)
         yield refusals

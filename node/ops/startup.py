@@ -31,10 +31,10 @@ import lmdb
 
 from ledger import LedgerError
 
-from ..config import Address, NodeConfig
-from ..genesis_file import GenesisFileError
-from ..keys import KeyFileError
-from ..sign_guard import SignGuardError
+from ..setup.config import Address, NodeConfig
+from ..setup.genesis_file import GenesisFileError
+from ..setup.keys import KeyFileError
+from ..validator.sign_guard import SignGuardError
 
 if TYPE_CHECKING:
     from node.service import Node

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from ledger.client import Action, Signer, new_key
-from node.keys import load_key
+from node.setup.keys import load_key
 from node.testing import free_port_base
 
 SECLEDGER = str(Path(sys.executable).parent / "secledger")

@@ -273,7 +273,7 @@ def test_the_static_route_serves_files_with_types_and_policy_and_refuses_travers
         assert "content-security-policy" in headers
     assert raw_get(url, "/console")[0] in (301, 302, 307, 308)
     secret = Path(chain.net.config("observer-0")).name
-    for path in ("/console/../../node/config.py", "/console/%2e%2e/%2e%2e/node/config.py",
+    for path in ("/console/../../node/setup/config.py", "/console/%2e%2e/%2e%2e/node/setup/config.py",
                  "/console/..%2f..%2fnode%2fconfig.py", "/console/js/../../__init__.py", "/console/%2e%2e%2f__init__.py",
                  "/console/..\\..\\__init__.py", "/console//etc/passwd", "/console/%2fetc%2fpasswd",
                  "/console/static/index.html", f"/console/../{secret}", "/console/js/", "/console/.hidden",

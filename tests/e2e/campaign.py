@@ -14,12 +14,20 @@ Link cuts need no privileges: every validator-to-validator dial goes through a `
 asyncio TCP relay in this process, on a loopback port chosen at run time). Cutting a pair closes the
 relayed connections both ways and refuses new ones until it is healed. Observers dial validators
 directly: their faults are kill and restart.
+
+Load: a few clients that submit a transfer and wait for it (a trickle, ~10 tx/s, exercising
+`tx_wait`) and, with `CampaignConfig.rate`, an open-loop load at that many tx/s besides (`RateLoad`:
+signed transfers sent in JSON-RPC batches as they fall due, whatever the answers). The report then
+gives the commit latency of that load outside the fault windows, and every fault's heal-to-progress.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
+import math
 import os
 import random
 import re
@@ -28,17 +36,20 @@ import signal
 import subprocess
 import time
 import tomllib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from consensus.certificate import CommitCertificate
 from consensus.validators import Validator, ValidatorSet
 from ledger.client import Action, Signer
 from ledger.testing import FAR_FUTURE_S, key_for
-from node.byzantine import ENVIRONMENT_VARIABLE as BYZANTINE_VARIABLE
-from node.keys import load_key
 from node.rpc.client import RpcClient, RpcError, RpcTransportError
+from node.setup.keys import load_key
+from node.validator.byzantine import ENVIRONMENT_VARIABLE as BYZANTINE_VARIABLE
 
 from .conftest import SECLEDGER, ProcessNetwork
 
@@ -46,6 +57,10 @@ from .conftest import SECLEDGER, ProcessNetwork
 SEED_VARIABLE = "SECLEDGER_CAMPAIGN_SEED"
 SECONDS_VARIABLE = "SECLEDGER_CAMPAIGN_SECONDS"
 SEEDS_VARIABLE = "SECLEDGER_CAMPAIGN_SEEDS"
+#: The open-loop load in tx/s (0: only the trickle of the waiting clients).
+RATE_VARIABLE = "SECLEDGER_CAMPAIGN_RATE"
+#: The fewest faults a run injects, whatever its time (default: one of every kind).
+FAULTS_VARIABLE = "SECLEDGER_CAMPAIGN_FAULTS"
 
 #: Every up node must gain this many heights after a heal ...
 PROGRESS_HEIGHTS: int = 2
@@ -78,6 +93,29 @@ TX_WAIT_MS: int = 10_000
 #: `tx_wait` is called in slices this long, with a `tx_get` after each: a `tx_wait` can miss a commit
 #: that lands while it starts waiting (tests/security/test_tx_wait_race.py).
 WAIT_SLICE_MS: int = 2_000
+#: The final check fetches the blocks of this many heights from every node at a time.
+BLOCKS_PER_CHECK: int = 32
+#: The open-loop load (`RateLoad`): this many client tasks, each with a home validator and its own
+#: senders, sending what fell due every RATE_TICK_S in one JSON-RPC batch of at most RATE_BATCH_MAX
+#: (the nodes' default batch_length_max); a request unanswered after RATE_REQUEST_S moves the client
+#: to another validator.
+RATE_CLIENTS: int = 4
+RATE_TICK_S: float = 0.02
+RATE_BATCH_MAX: int = 100
+RATE_REQUEST_S: float = 5.0
+#: Senders of the open-loop load: one per RATE_PER_SENDER tx/s (so a sender has few transfers in
+#: flight), at least RATE_CLIENTS * 2 and at most RATE_SENDERS_MAX.
+RATE_PER_SENDER: float = 5.0
+RATE_SENDERS_MAX: int = 200
+#: Of the open-loop transfers sent, at least this share must be committed by the end (kills lose
+#: what a dead node had not gossiped yet; a much lower share means the network did not take the load).
+RATE_COMMITTED_MIN: float = 0.5
+#: How many of the open-loop transfers the final check looks up with `tx_get` on every node (a
+#: seeded sample; all of them are checked through the identical blocks).
+RATE_TX_GET_SAMPLE: int = 200
+#: What `tx_get` says of a transaction in a block (besides "pending", and "replaced": another of
+#: its signer and nonce is in a block, so it never will be).
+IN_A_BLOCK: tuple[str, ...] = ("committed", "rejected")
 #: Log lines that must never appear in any node's log (a node halted or met an unverifiable block).
 FORBIDDEN_LOG_LINES = ("HALTED", "cannot verify", "reports state root", "Traceback")
 
@@ -110,15 +148,56 @@ class CampaignConfig:
     #: next one at each restart, so one run covers several. Empty: every validator is honest.
     byzantine: tuple[str, ...] = ()
     liar: str = "validator-3"
+    #: The open-loop load, tx/s (0: none, only the waiting clients' trickle).
+    rate: float = 0.0
+    #: The fewest faults to inject (0: one round, every kind once), however long that takes.
+    faults_min: int = 0
 
 
 @dataclass(slots=True)
 class FaultRecord:
-    at_s: float
+    at_s: float  # when it was injected, seconds from the start of the run
     kind: str
     target: str
     hold_s: float
     progress_s: float | None = None  # time from heal to every up node gaining PROGRESS_HEIGHTS
+    healed_s: float | None = None  # when it was healed, seconds from the start of the run
+
+    def __str__(self) -> str:
+        progress = "-" if self.progress_s is None else f"{self.progress_s:.1f}s"
+        return (f"{self.at_s:7.1f}s  {self.kind:<13} {self.target:<28} held {self.hold_s:4.1f}s  "
+                f"heal-to-progress {progress}")
+
+
+@dataclass(slots=True)
+class LoadReport:
+    """The open-loop load of a run, and its commit latency (scheduled time to the first validator's
+    announcement of the block) outside and inside the fault windows (injection to heal)."""
+
+    rate: float
+    senders: int = 0
+    sent: int = 0
+    admitted: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
+    committed: int = 0  # found in a block at or below the checked height
+    timed: int = 0  # of those, with a known commit time
+    outside: int = 0  # of those, scheduled and committed outside every fault window
+    p50_outside_ms: float = math.nan
+    p99_outside_ms: float = math.nan
+    max_outside_ms: float = math.nan
+    p99_inside_ms: float = math.nan
+    p99_all_ms: float = math.nan
+    seconds: float = 0.0  # from the first scheduled transfer to the last
+    switches: int = 0  # times a client moved to another validator
+
+    def summary(self) -> str:
+        refused = ", ".join(f"{k} {v}" for k, v in sorted(self.refused.items())) or "none"
+        achieved = self.committed / self.seconds if self.seconds else 0.0
+        return (f"load {self.rate:g} tx/s from {self.senders} senders: {self.sent} sent, {self.admitted} admitted, "
+                f"{self.committed} committed ({achieved:.0f} tx/s over {self.seconds:.0f}s); refused: {refused}; "
+                f"{self.switches} client moves; commit latency outside fault windows ({self.outside} txs): "
+                f"p50 {self.p50_outside_ms:.0f} ms, p99 {self.p99_outside_ms:.0f} ms, max {self.max_outside_ms:.0f} ms; "
+                f"p99 inside {self.p99_inside_ms:.0f} ms, p99 of all {self.p99_all_ms:.0f} ms")
 
 
 @dataclass(slots=True)
@@ -133,19 +212,35 @@ class CampaignReport:
     started_s: float = 0.0  # when every validator had committed height 1
     set_up_s: float = 0.0  # when the token and its investors were committed
     evidence: list[dict[str, Any]] = field(default_factory=list)
+    load: LoadReport | None = None  # the open-loop load, if the run had one
+    loadavg: tuple[str, str] = ("?", "?")  # the machine's load average at the start and at the end
 
     def summary(self) -> str:
         kinds = sorted({f.kind for f in self.faults})
-        worst = max((f.progress_s or 0.0 for f in self.faults), default=0.0)
-        return (f"seed {self.seed}: {len(self.faults)} faults ({', '.join(kinds)}), worst heal-to-progress "
-                f"{worst:.1f}s, {self.committed}/{self.submitted} txs reported in a block (+{self.found_later} "
-                f"found later; the rest superseded by a resubmission), height {self.height}, "
-                f"{len(self.evidence)} evidence records; started {self.started_s:.1f}s, set up "
-                f"{self.set_up_s:.1f}s, done {self.wall_s:.1f}s")
+        progress = sorted(f.progress_s for f in self.faults if f.progress_s is not None)
+        median = progress[len(progress) // 2] if progress else 0.0
+        text = (f"seed {self.seed}: {len(self.faults)} faults ({', '.join(kinds)}), heal-to-progress median "
+                f"{median:.1f}s, worst {max(progress, default=0.0):.1f}s, {self.committed}/{self.submitted} txs "
+                f"reported in a block (+{self.found_later} found later; the rest superseded by a resubmission), "
+                f"height {self.height}, {len(self.evidence)} evidence records; started {self.started_s:.1f}s, set up "
+                f"{self.set_up_s:.1f}s, done {self.wall_s:.1f}s; load average {self.loadavg[0]} at the start, "
+                f"{self.loadavg[1]} at the end")
+        return text + (f"\n{self.load.summary()}" if self.load is not None else "")
+
+    def heal_to_progress(self) -> dict[str, list[float]]:
+        """Every fault's heal-to-progress time (seconds), by kind."""
+        by_kind: dict[str, list[float]] = {}
+        for fault in self.faults:
+            if fault.progress_s is not None:
+                by_kind.setdefault(fault.kind, []).append(fault.progress_s)
+        return by_kind
 
 
-def replay_command(seed: int, duration_s: float, test: str = "tests/e2e/test_campaign.py") -> str:
-    return (f"{SEED_VARIABLE}={seed} {SECONDS_VARIABLE}={duration_s:g} "
+def replay_command(seed: int, duration_s: float, test: str = "tests/e2e/test_campaign.py", *,
+                   rate: float | None = None, faults_min: int = 0) -> str:
+    extra = (f"{RATE_VARIABLE}={rate:g} " if rate is not None else "") + (
+        f"{FAULTS_VARIABLE}={faults_min} " if faults_min else "")
+    return (f"{SEED_VARIABLE}={seed} {SECONDS_VARIABLE}={duration_s:g} {extra}"
             f".venv/bin/python -m pytest {test} -x")
 
 
@@ -236,7 +331,8 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 async def _wait_in_block(client: RpcClient, tx_hash: str, bound_ms: int) -> dict[str, Any] | None:
-    """The transaction's receipt once it is in a block (committed or rejected), or None after `bound_ms`."""
+    """The transaction's receipt once it is in a block (committed or rejected), or how it was replaced
+    (another of its nonce is in a block), or None after `bound_ms`."""
     deadline = time.monotonic() + bound_ms / 1000
     while time.monotonic() < deadline:
         try:
@@ -245,7 +341,7 @@ async def _wait_in_block(client: RpcClient, tx_hash: str, bound_ms: int) -> dict
             if error.code != -32003:  # anything but a timeout
                 raise
         answer = await client.call("tx_get", hash=tx_hash)
-        if answer.get("status") in ("committed", "rejected"):
+        if answer.get("status") in (*IN_A_BLOCK, "replaced"):
             return answer
     return None
 
@@ -260,6 +356,171 @@ def _stale_sync_response(line: str) -> bool:
 def _abort(writer: asyncio.StreamWriter) -> None:
     with contextlib.suppress(Exception):
         writer.transport.abort()
+
+
+# --- the open-loop load ------------------------------------------------------------------------------
+
+
+def rate_senders(rate: float) -> int:
+    """How many senders an open-loop load of `rate` tx/s uses."""
+    return max(2 * RATE_CLIENTS, min(RATE_SENDERS_MAX, math.ceil(rate / RATE_PER_SENDER)))
+
+
+class RateLoad:
+    """Signed transfers at `rate` tx/s, open loop: RATE_CLIENTS tasks, each owning its senders (so
+    their nonces stay sequential) and talking to one home validator, send every transfer as it falls
+    due (in one JSON-RPC batch per RATE_TICK_S), whatever the answers: a slow answer delays the next
+    batch, not the schedule, and a transfer's latency counts from its scheduled time. A refusal makes
+    the client ask its node for that sender's next nonce before its next transfer; a failed or slow
+    request (the node was killed, paused or cut off) moves the client to another up validator, which it
+    asks for every one of its senders' nonces. Commits are not awaited: they are read from the blocks
+    at the end (`Campaign._check`), their times from every validator's `blocks` subscription."""
+
+    def __init__(self, campaign: Campaign, rate: float, signers: list[Signer], rng: random.Random) -> None:
+        self.campaign = campaign
+        self.rate = rate
+        self.signers = signers
+        self.rngs = [random.Random(rng.getrandbits(64)) for _ in range(RATE_CLIENTS)]
+        self.scheduled: dict[str, float] = {}  # tx hash -> its scheduled time (time.monotonic())
+        self.report = LoadReport(rate, senders=len(signers))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        connector = aiohttp.TCPConnector(limit=4 * RATE_CLIENTS)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await asyncio.gather(*(self._client(c, session, stop) for c in range(RATE_CLIENTS)))
+
+    async def _client(self, c: int, session: aiohttp.ClientSession, stop: asyncio.Event) -> None:
+        net, rng = self.campaign.net, self.rngs[c]
+        owned = self.signers[c::RATE_CLIENTS]
+        receivers = [s.address for s in self.signers]
+        client_rate = self.rate / RATE_CLIENTS
+        first = time.monotonic() + c / self.rate  # the clients staggered
+        sent = 0
+        node: str | None = None
+        resync: set[int] = set()
+        while not stop.is_set():
+            up = net.up_nodes()
+            if node is None or node not in up:
+                candidates = [v for v in net.validators if v in up]
+                if not candidates:
+                    await asyncio.sleep(0.2)
+                    continue
+                if node is not None:
+                    self.report.switches += 1
+                node = rng.choice(candidates)
+                resync = set(range(len(owned)))
+            now = time.monotonic()
+            due = math.floor((now - first) * client_rate) + 1 if now >= first else 0
+            if due <= sent:
+                await asyncio.sleep(max(RATE_TICK_S, first + sent / client_rate - now))
+                continue
+            url = net.url(node)
+            batch: list[tuple[str, int, float, bytes]] = []
+            try:
+                if resync:
+                    await self._resync(session, url, owned, resync)
+                for k in range(sent, min(due, sent + RATE_BATCH_MAX)):
+                    index = k % len(owned)
+                    receiver = rng.choice([r for r in receivers if r != owned[index].address])
+                    raw = owned[index].transfer(TOKEN, receiver, rng.randint(1, 5))
+                    scheduled = first + k / client_rate
+                    batch.append((hashlib.sha256(raw).hexdigest(), index, scheduled, raw))
+                    self.scheduled[batch[-1][0]] = scheduled  # whatever the answer: it may commit
+                sent += len(batch)
+                self.report.sent += len(batch)
+                answers = await _post_batch(session, url, [("tx_submit", {"tx": raw.hex()})
+                                                           for _, _, _, raw in batch], RATE_REQUEST_S)
+                for (_, index, _, _), answer in zip(batch, answers, strict=True):
+                    if "error" in answer:
+                        self.report.refused[_reason(answer["error"])] += 1
+                        resync.add(index)
+                    else:
+                        self.report.admitted += 1
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError, RpcTransportError):
+                node = None  # another validator; every sender's nonce asked again there
+                await asyncio.sleep(0.1)
+
+    @staticmethod
+    async def _resync(session: aiohttp.ClientSession, url: str, owned: list[Signer], indexes: set[int]) -> None:
+        order = sorted(indexes)
+        answers = await _post_batch(session, url, [("account_nonce", {"address": owned[i].address.hex()})
+                                                   for i in order], RATE_REQUEST_S)
+        for i, answer in zip(order, answers, strict=True):
+            owned[i].nonce = int(answer["result"]["next_nonce"])
+        indexes.clear()
+
+    def measure(self, in_block: dict[str, int], commit_times: dict[int, float],
+                windows: list[tuple[float, float]]) -> None:
+        """Latency of the committed transfers, split by whether their life (scheduled to committed)
+        overlapped a fault window (injection to heal)."""
+        report = self.report
+        inside: list[float] = []
+        outside: list[float] = []
+        for tx_hash, scheduled in self.scheduled.items():
+            height = in_block.get(tx_hash)
+            if height is None:
+                continue
+            report.committed += 1
+            committed_at = commit_times.get(height)
+            if committed_at is None:
+                continue
+            report.timed += 1
+            overlaps = any(scheduled < healed and committed_at > injected for injected, healed in windows)
+            (inside if overlaps else outside).append(committed_at - scheduled)
+        if self.scheduled:
+            report.seconds = max(self.scheduled.values()) - min(self.scheduled.values())
+        report.outside = len(outside)
+        every = sorted(inside + outside)
+        inside.sort()
+        outside.sort()
+        if outside:
+            report.p50_outside_ms = 1000 * _percentile(outside, 50)
+            report.p99_outside_ms = 1000 * _percentile(outside, 99)
+            report.max_outside_ms = 1000 * outside[-1]
+        if inside:
+            report.p99_inside_ms = 1000 * _percentile(inside, 99)
+        if every:
+            report.p99_all_ms = 1000 * _percentile(every, 99)
+
+
+async def _post_batch(session: aiohttp.ClientSession, url: str, calls: list[tuple[str, dict[str, Any]]],
+                      timeout_s: float) -> list[dict[str, Any]]:
+    """One JSON-RPC batch over HTTP; the answers in the order of `calls`."""
+    body = json.dumps([{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)])
+    async with session.post(url, data=body, headers={"Content-Type": "application/json"},
+                            timeout=aiohttp.ClientTimeout(total=timeout_s)) as reply:
+        answers = json.loads(await reply.read())
+    if not isinstance(answers, list) or len(answers) != len(calls):
+        raise RpcTransportError(f"{url}: not an answer to a batch of {len(calls)}: {str(answers)[:200]}")
+    return sorted(answers, key=lambda a: a["id"])
+
+
+def _reason(error: dict[str, Any]) -> str:
+    data = error.get("data") or {}
+    reason = data.get("reason") if isinstance(data, dict) else None
+    return str(reason or error.get("message")).split(":")[0]
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def _percentile(ordered: list[float], p: float) -> float:
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def _block_tx_hashes(block: dict[str, Any]) -> list[str]:
+    """The hashes of a `block_get` answer's transactions (as objects with a hash, or as raw hex)."""
+    out = []
+    for tx in block.get("txs", []):
+        if isinstance(tx, dict):
+            out.append(tx["hash"])
+        else:
+            out.append(hashlib.sha256(bytes.fromhex(tx)).hexdigest())
+    return out
 
 
 # --- processes ---------------------------------------------------------------------------------------
@@ -392,6 +653,11 @@ class Campaign:
         self.submitted: set[str] = set()
         self._stop_load = asyncio.Event()
         self._started = 0.0
+        # Drawn after the streams above, so a seed's schedule and trickle are the same with or without it.
+        self.rate_rng = random.Random(self.rng.getrandbits(64))
+        self.rate_load: RateLoad | None = None
+        self.commit_times: dict[int, float] = {}  # height -> when a validator first announced it
+        self.windows: list[tuple[float, float]] = []  # (injected, healed) of every fault, time.monotonic()
 
     @property
     def honest(self) -> list[str]:
@@ -399,7 +665,9 @@ class Campaign:
 
     async def run(self) -> CampaignReport:
         self._started = time.monotonic()
+        self.report.loadavg = (_loadavg(), "?")
         net = self.net
+        watchers: list[asyncio.Task[None]] = []
         try:
             await net.start_proxies()
             net.start_all()
@@ -408,8 +676,11 @@ class Campaign:
             self.report.started_s = time.monotonic() - self._started
             signers = await self._set_up()
             self.report.set_up_s = time.monotonic() - self._started
+            watchers = [asyncio.create_task(self._watch_commits(v), name=f"commits-{v}") for v in net.validators]
             load = [asyncio.create_task(self._client(i, signers[INVESTORS[i]], signers), name=f"load-{i}")
                     for i in range(CLIENTS)]
+            if self.rate_load is not None:
+                load.append(asyncio.create_task(self.rate_load.run(self._stop_load), name="rate-load"))
             try:
                 await self._faults()
             finally:
@@ -423,8 +694,12 @@ class Campaign:
             await self._converge()
             await self._check()
             self.report.wall_s = time.monotonic() - self._started
+            self.report.loadavg = (self.report.loadavg[0], _loadavg())
             return self.report
         finally:
+            for task in watchers:
+                task.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
             for client in self.clients.values():
                 await client.close()
             net.stop_all()
@@ -440,18 +715,24 @@ class Campaign:
         member = Signer(load_key(self.net.directory / "keys" / "admin.json"), CHAIN_ID)
         kyc, issuer, agent = (Signer(key_for(f"campaign-{n}"), CHAIN_ID) for n in ("kyc", "issuer", "agent"))
         signers = {name: Signer(key_for(f"campaign-{name}"), CHAIN_ID) for name in INVESTORS}
+        # the open-loop load's senders, if any: investors of their own
+        senders = [f"load-{i}" for i in range(rate_senders(self.config.rate))] if self.config.rate > 0 else []
+        everyone = {**signers, **{name: Signer(key_for(f"campaign-{name}"), CHAIN_ID) for name in senders}}
         top = (await client.call("chain_status"))["height"]
         batches: list[list[bytes]] = [
             [member.propose([Action.grant_role("claim_issuer", kyc.address),
                              Action.grant_role("token_issuer", issuer.address)], expires_at_height=top + 1000)],
-            [raw for name in INVESTORS for raw in (
-                kyc.register_identity(name, [signers[name].address]),
+            [raw for name in everyone for raw in (
+                kyc.register_identity(name, [everyone[name].address]),
                 kyc.grant_claim(name, "kyc", FAR_FUTURE_S),
                 kyc.grant_claim(name, "country", FAR_FUTURE_S, "US"))],
             [issuer.create_token(TOKEN, "Campaign shares", rules={"required_claims": ["kyc"]},
                                  agents={agent.address: ["supply"]})],
-            [agent.issue(TOKEN, signers[name].address, ISSUED) for name in INVESTORS],
+            [agent.issue(TOKEN, everyone[name].address, ISSUED) for name in everyone],
         ]
+        if senders:
+            self.rate_load = RateLoad(self, self.config.rate, [everyone[n] for n in senders], self.rate_rng)
+            self.report.load = self.rate_load.report
         for batch in batches:
             hashes = [(await client.call("tx_submit", tx=raw.hex()))["hash"] for raw in batch]
             for tx_hash in hashes:
@@ -477,7 +758,7 @@ class Campaign:
             try:
                 if resync:
                     answer = await client.call("account_nonce", address=signer.address.hex())
-                    signer.nonce = answer["next_nonce"]
+                    signer.nonce = int(answer["next_nonce"])
                     resync = False
                 raw = signer.transfer(TOKEN, signers[rng.choice(others)].address, rng.randint(1, 5))
                 tx_hash = (await client.call("tx_submit", tx=raw.hex()))["hash"]
@@ -492,8 +773,24 @@ class Campaign:
                 await asyncio.sleep(0.2)
 
     def _record(self, tx_hash: str, result: dict[str, Any], node: str) -> None:
-        if result.get("status") in ("committed", "rejected") and tx_hash not in self.committed:
+        if result.get("status") in IN_A_BLOCK and tx_hash not in self.committed:
             self.committed[tx_hash] = (result["height"], node)
+
+    async def _watch_commits(self, name: str) -> None:
+        """When each height was first announced by a validator (its `blocks` subscription, resumed
+        after every restart of the node): the commit times of the load's latency."""
+        client = RpcClient(self.net.url(name), timeout_ms=24 * 3_600_000)  # the socket stays open
+        try:
+            while True:
+                try:
+                    async with client.subscribe("blocks") as subscription:
+                        async for block in subscription:
+                            self.commit_times.setdefault(int(block["height"]), time.monotonic())
+                except Exception:  # the node was killed, paused or restarted: subscribe again
+                    pass
+                await asyncio.sleep(0.3)
+        finally:
+            await client.close()
 
     # --- faults -------------------------------------------------------------------------------------
 
@@ -502,7 +799,8 @@ class Campaign:
         rng = self.schedule_rng
         round_: list[str] = []
         done = 0
-        while time.monotonic() - self._started < self.config.duration_s or done < len(kinds):
+        while (time.monotonic() - self._started < self.config.duration_s or done < len(kinds)
+               or done < self.config.faults_min):
             if not round_:  # every kind once per round, in a seeded order
                 round_ = list(kinds)
                 rng.shuffle(round_)
@@ -518,7 +816,8 @@ class Campaign:
         victim = self.config.liar if byz else rng.choice(net.validators)
         long_hold = rng.random() < LONG_HOLD_SHARE
         hold_s = rng.uniform(*(LONG_HOLD_S if long_hold and self.config.duration_s >= LONG_RUN_S else HOLD_S))
-        record = FaultRecord(round(time.monotonic() - self._started, 1), kind, victim, round(hold_s, 1))
+        injected = time.monotonic()
+        record = FaultRecord(round(injected - self._started, 1), kind, victim, round(hold_s, 1))
         if kind == "kill":
             net.kill(victim)
             await asyncio.sleep(hold_s)
@@ -562,6 +861,8 @@ class Campaign:
             raise AssertionError(f"unknown fault {kind}")
         self.report.faults.append(record)
         healed = time.monotonic()
+        record.healed_s = round(healed - self._started, 1)
+        self.windows.append((injected, healed))
         restarted = victim if kind in ("kill", "wipe", "observer_kill") else None
         await self._require_progress(f"after healing {kind} of {record.target}", restarted)
         record.progress_s = round(time.monotonic() - healed, 1)
@@ -573,7 +874,7 @@ class Campaign:
         """A membership change, as the consortium's single member decides it: in one block."""
         client = self._any_client()
         member = Signer(load_key(self.net.directory / "keys" / "admin.json"), CHAIN_ID)
-        member.nonce = (await client.call("account_nonce", address=member.address.hex()))["next_nonce"]
+        member.nonce = int((await client.call("account_nonce", address=member.address.hex()))["next_nonce"])
         top = (await client.call("chain_status"))["height"]
         raw = member.propose([Action.set_validator_power(validator_key, power)], expires_at_height=top + 1000)
         tx_hash = (await client.call("tx_submit", tx=raw.hex()))["hash"]
@@ -634,20 +935,27 @@ class Campaign:
             async with semaphore:
                 return await self.clients[name].call("block_get", height=h)
 
-        every = await asyncio.gather(*(block(n, h) for h in range(1, top + 1) for n in names))
-        for h in range(1, top + 1):
-            blocks = dict(zip(names, every[(h - 1) * len(names): h * len(names)], strict=True))
-            reference = blocks[names[0]]
-            for name, b in blocks.items():
-                for key in ("hash", "previous_state_root", "state_root", "previous_block_hash"):
-                    if b[key] != reference[key]:
-                        raise CampaignFailure("safety", f"height {h}: {name} has {key} {b[key]}, "
-                                              f"{names[0]} has {reference[key]}")
-                try:
-                    CommitCertificate.decode(bytes.fromhex(b["certificate"]["encoded"])).verify(
-                        CHAIN_ID, sets[h], height=h, block_id=bytes.fromhex(b["hash"]))
-                except Exception as exc:
-                    raise CampaignFailure("safety", f"height {h}: {name}'s certificate: {exc}") from None
+        # (a window of heights at a time: a loaded run's blocks are too many to hold at once)
+        in_block: dict[str, int] = {}  # the open-loop load's transactions -> their height
+        ours = self.rate_load.scheduled if self.rate_load is not None else {}
+        for low in range(1, top + 1, BLOCKS_PER_CHECK):
+            heights = range(low, min(top, low + BLOCKS_PER_CHECK - 1) + 1)
+            every = await asyncio.gather(*(block(n, h) for h in heights for n in names))
+            for k, h in enumerate(heights):
+                blocks = dict(zip(names, every[k * len(names): (k + 1) * len(names)], strict=True))
+                reference = blocks[names[0]]
+                for name, b in blocks.items():
+                    for key in ("hash", "previous_state_root", "state_root", "previous_block_hash"):
+                        if b[key] != reference[key]:
+                            raise CampaignFailure("safety", f"height {h}: {name} has {key} {b[key]}, "
+                                                  f"{names[0]} has {reference[key]}")
+                    try:
+                        CommitCertificate.decode(bytes.fromhex(b["certificate"]["encoded"])).verify(
+                            CHAIN_ID, sets[h], height=h, block_id=bytes.fromhex(b["hash"]))
+                    except Exception as exc:
+                        raise CampaignFailure("safety", f"height {h}: {name}'s certificate: {exc}") from None
+                if ours:
+                    in_block.update((t, h) for t in _block_tx_hashes(reference) if t in ours)
 
         # every transaction any node reported in a block is in the same block on every node
         self.report.committed = len(self.committed)
@@ -675,11 +983,30 @@ class Campaign:
         for name in names:
             answers = await asyncio.gather(*(tx(name, t) for t in unknown))
             for tx_hash, answer in zip(unknown, answers, strict=True):
-                seen[tx_hash].add(answer.get("height") if answer else None)
+                # in a block, or not: a node that admitted it may answer "replaced" (by the resubmission
+                # with its nonce, at that one's height), one that never saw it "not found"; both are None
+                seen[tx_hash].add(answer.get("height") if answer and answer.get("status") in IN_A_BLOCK else None)
         self.report.found_later = sum(1 for heights in seen.values() if heights != {None})
         for tx_hash, heights in seen.items():
             if any(h is not None and h <= top for h in heights) and len(heights) > 1:
                 raise CampaignFailure("safety", f"tx {tx_hash} is at heights {heights} across nodes")
+
+        # the open-loop load: in identical blocks everywhere (above); a seeded sample also through
+        # every node's transaction index; its latency; and most of it committed
+        if self.rate_load is not None:
+            sample = sorted(in_block)
+            sample = random.Random(self.config.seed).sample(sample, min(RATE_TX_GET_SAMPLE, len(sample)))
+            for name in names:
+                answers = await asyncio.gather(*(tx(name, t) for t in sample))
+                for tx_hash, answer in zip(sample, answers, strict=True):
+                    if answer is None or answer.get("height") != in_block[tx_hash]:
+                        raise CampaignFailure("safety", f"tx {tx_hash} is in block {in_block[tx_hash]}, but "
+                                              f"{name}'s tx_get answers {answer}")
+            load = self.rate_load.report
+            self.rate_load.measure(in_block, self.commit_times, self.windows)
+            if load.committed < RATE_COMMITTED_MIN * load.sent:
+                raise CampaignFailure("liveness", f"of {load.sent} transfers of the load, only {load.committed} "
+                                      f"were committed (refused: {dict(load.refused)})")
 
         # no honest validator double-signed; in a Byzantine run, the liar was caught
         liar_key = None

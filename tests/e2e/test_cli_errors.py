@@ -10,7 +10,7 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from node.keys import save_key
+from node.setup.keys import save_key
 from node.testing import free_port_base
 
 from .conftest import SECLEDGER

@@ -13,8 +13,8 @@ import pytest
 
 from ledger.client import Signer
 from ledger.testing import FAR_FUTURE_S, key_for
-from node.keys import load_key
 from node.rpc.client import RpcClient, RpcError
+from node.setup.keys import load_key
 
 from .conftest import SECLEDGER, ProcessNetwork, height, wait_until
 

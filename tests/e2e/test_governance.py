@@ -21,8 +21,8 @@ from consensus.certificate import CommitCertificate
 from consensus.validators import Validator, ValidatorSet
 from ledger.client import Action, Signer
 from ledger.testing import FAR_FUTURE_S
-from node.config import Address, Peer, load_config, render_config
-from node.keys import load_key, save_key
+from node.setup.config import Address, Peer, load_config, render_config
+from node.setup.keys import load_key, save_key
 from node.testing import free_port_base
 
 from .conftest import SECLEDGER, ProcessNetwork, height, rpc, wait_until

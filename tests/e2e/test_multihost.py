@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -31,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from . import netns
 from .conftest import SECLEDGER
 
 SUBNET = "10.203.7"
@@ -41,86 +39,22 @@ RPC_URL = "http://127.0.0.1:26601/"
 
 
 def _unavailable() -> str | None:
-    if sys.platform != "linux":
-        return "network namespaces are Linux only"
-    if os.geteuid() != 0:
-        return "needs root to create network namespaces (ip netns)"
-    if shutil.which("ip") is None:
-        return "needs the `ip` command (iproute2)"
-    return None
+    return netns.unavailable()
 
 
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
-    if check and result.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)}: {result.stderr.strip()}")
-    return result
-
-
-class Hosts:
-    """`count` namespaces on one bridge; host i has address 10.203.7.(11 + i)."""
+class Hosts(netns.Hosts):
+    """`count` namespaces on one bridge (tests/e2e/netns.py); host i has address 10.203.7.(11 + i)."""
 
     def __init__(self, count: int) -> None:
-        tag = f"{PREFIX}{os.getpid()}"
-        self.hub = f"{tag}hub"
-        self.names = [f"{tag}h{i}" for i in range(count)]
-
-    def address(self, i: int) -> str:
-        return f"{SUBNET}.{11 + i}"
-
-    def create(self) -> None:
-        for name in (self.hub, *self.names):
-            _ip("netns", "add", name)
-        _ip("-n", self.hub, "link", "add", "br0", "type", "bridge")
-        _ip("-n", self.hub, "link", "set", "br0", "up")
-        for i, name in enumerate(self.names):
-            _ip("-n", self.hub, "link", "add", f"v{i}", "type", "veth", "peer", "name", "eth0", "netns", name)
-            _ip("-n", self.hub, "link", "set", f"v{i}", "master", "br0", "up")
-            _ip("-n", name, "addr", "add", f"{self.address(i)}/24", "dev", "eth0")
-            _ip("-n", name, "link", "set", "eth0", "up")
-            _ip("-n", name, "link", "set", "lo", "up")
-
-    def cut(self, i: int) -> None:
-        """Unplug host i's cable at the bridge: its packets are dropped, nothing is refused."""
-        _ip("-n", self.hub, "link", "set", f"v{i}", "down")
-
-    def heal(self, i: int) -> None:
-        _ip("-n", self.hub, "link", "set", f"v{i}", "master", "br0", "up")
-
-    def command(self, i: int, *argv: str) -> list[str]:
-        return ["ip", "netns", "exec", self.names[i], *argv]
-
-    def destroy(self) -> None:
-        for name in (*self.names, self.hub):
-            _remove_namespace(name)
+        super().__init__(count, prefix=PREFIX, subnet=SUBNET)
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: if the test process is killed outright, the kernel kills its
-    nodes too (`ip netns exec` execs the node, so the setting carries over)."""
-    import ctypes
-
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def _remove_namespace(name: str) -> None:
-    """Kill whatever still runs inside the namespace, then delete it (its links go with it)."""
-    pids = _ip("netns", "pids", name, check=False).stdout.split()
-    for pid in pids:
-        try:
-            os.kill(int(pid), signal.SIGKILL)
-        except (ProcessLookupError, ValueError):
-            pass
-    _ip("netns", "del", name, check=False)
+_die_with_parent = netns.die_with_parent
 
 
 def _remove_stale() -> None:
     """Namespaces of an earlier run of this test whose process is gone (it was killed)."""
-    for line in _ip("netns", "list", check=False).stdout.splitlines():
-        name = line.split()[0] if line.split() else ""
-        match = re.fullmatch(rf"{PREFIX}(\d+)(hub|h\d+)", name)
-        if match and not Path(f"/proc/{match.group(1)}").exists():
-            _remove_namespace(name)
+    netns.remove_stale(PREFIX)
 
 
 @pytest.fixture
@@ -216,7 +150,7 @@ print(json.dumps(out))
 _DRIVE = r"""
 import json, sys, urllib.request
 from ledger.client import Action, Signer
-from node.keys import load_key
+from node.setup.keys import load_key
 URL = "http://127.0.0.1:26601/"
 def rpc(method, **params):
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
@@ -354,7 +288,7 @@ def test_a_consortium_on_five_hosts_set_up_by_its_members(hosts_factory, tmp_pat
         assert all(chain == chains[0] for chain in chains), "the hosts disagree on blocks or state roots"
         balances = [cli("query", "balance", "ACME", key_files[name], host=(hosts, observer))
                     for name in ("alice", "bob")]
-        assert [b["balance"] for b in balances] == [965, 35], balances
+        assert [b["balance"] for b in balances] == ["965", "35"], balances
         nodes.check_running()
     finally:
         nodes.stop_all()

@@ -21,7 +21,7 @@ import signal
 import threading
 import time
 
-from node.keys import load_key
+from node.setup.keys import load_key
 
 from .conftest import height, rpc, wait_until
 

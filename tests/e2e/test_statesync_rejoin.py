@@ -21,8 +21,8 @@ from pathlib import Path
 
 from ledger.client import Action, Signer
 from ledger.testing import FAR_FUTURE_S, key_for
-from node.config import load_config, render_config
-from node.keys import load_key
+from node.setup.config import load_config, render_config
+from node.setup.keys import load_key
 
 from .conftest import SECLEDGER, ProcessNetwork, height, rpc, wait_until
 

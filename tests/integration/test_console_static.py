@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from node.config import ConfigError, RpcSection, load_config
 from node.console import CONTENT_SECURITY_POLICY, CONTENT_TYPES, load_files, mount
 from node.rpc import MethodRegistry, RpcServer
+from node.setup.config import ConfigError, RpcSection, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "node" / "console" / "static"
@@ -69,7 +69,7 @@ def test_the_policy_allows_this_origin_only() -> None:
 
 
 @pytest.mark.parametrize("path", [
-    "/console/../rpc_api.py", "/console/../../node/config.py", "/console/%2e%2e/__init__.py",
+    "/console/../rpc_api.py", "/console/../../node/setup/config.py", "/console/%2e%2e/__init__.py",
     "/console/%2E%2E%2F__init__.py", "/console/..%2f..%2fpyproject.toml", "/console/js/../../__init__.py",
     "/console/js/..%2f..%2f__init__.py", "/console/..\\__init__.py", "/console/%5c..%5c__init__.py",
     "/console//etc/passwd", "/console/%2fetc%2fpasswd", "/console/static/index.html", "/console/js/",

@@ -13,9 +13,9 @@ import pytest
 from ledger import queries
 from ledger.client import Signer
 from ledger.testing import FAR_FUTURE_S, key_for
-from node.keys import load_key
 from node.p2p import PeerAddress, PeerManager
 from node.rpc.client import RpcClient, RpcError
+from node.setup.keys import load_key
 
 pytestmark = pytest.mark.asyncio
 
@@ -186,7 +186,7 @@ async def test_rpc_discover_documents_every_node_method(network):
 
 @pytest.mark.parametrize("mode", ["double_vote", "equivocate"])
 async def test_byzantine_validator_is_caught_and_the_honest_stay_safe_and_live(network, mode):
-    from node.byzantine import Byzantine
+    from node.validator.byzantine import Byzantine
 
     liar = network.nodes["validator-3"]
     liar.driver.byzantine = Byzantine(mode, liar.validator_key, liar.chain_id, liar.ledger,

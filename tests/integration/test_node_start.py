@@ -9,9 +9,9 @@ import pytest
 
 from consensus.messages import MessageType, encode_message
 from consensus.signing import Signer as ConsensusSigner
-from node import wire
-from node.keys import load_key
+from node.p2p import wire
 from node.service import Node
+from node.setup.keys import load_key
 from node.testing import LocalNetwork
 
 pytestmark = pytest.mark.asyncio

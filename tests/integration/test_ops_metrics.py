@@ -15,9 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ledger.client import Signer
 from ledger.testing import key_for
-from node.config import Address, MetricsSection
-from node.keys import load_key
 from node.rpc.client import RpcClient, RpcError
+from node.setup.config import Address, MetricsSection
+from node.setup.keys import load_key
 from node.testing import LocalNetwork
 
 pytestmark = pytest.mark.asyncio

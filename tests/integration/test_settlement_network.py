@@ -14,8 +14,8 @@ from cli.main import main as cli_main
 from ledger import queries
 from ledger.client import Signer
 from ledger.testing import FAR_FUTURE_S, key_for
-from node.keys import load_key, save_key
 from node.rpc.client import RpcClient, RpcError
+from node.setup.keys import load_key, save_key
 
 pytestmark = pytest.mark.asyncio
 

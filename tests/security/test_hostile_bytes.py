@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from ledger import Block, errors
 from ledger.testing import LedgerHarness
 from ledger.tx import TX_BYTES_MAX, decode_transaction
-from node import wire
-from node.mempool import REFUSAL_REASONS, Mempool, MempoolRefusal
+from node.mempool.pool import REFUSAL_REASONS, Mempool, MempoolRefusal
+from node.p2p import wire
 from node.rpc.protocol import ErrorCode, ErrorReply, Request, parse_message
 
 #: Examples per fuzz test; `SECLEDGER_FUZZ_EXAMPLES=20000` for a long run.

@@ -16,9 +16,9 @@ import os
 import nacl.signing
 import pytest
 
-from node.keys import load_key
 from node.p2p import PeerAddress, PeerManager
 from node.p2p.secret_connection import SecretConnection, handshake
+from node.setup.keys import load_key
 from node.testing import LocalNetwork
 
 pytestmark = pytest.mark.asyncio

@@ -21,9 +21,8 @@ import socket
 import nacl.signing
 import pytest
 
-from node import wire
-from node.config import Address, Peer
-from node.p2p import PeerManager
+from node.p2p import PeerManager, wire
+from node.setup.config import Address, Peer
 from node.testing import LocalNetwork
 
 pytestmark = pytest.mark.asyncio

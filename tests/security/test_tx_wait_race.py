@@ -15,9 +15,9 @@ import asyncio
 import pytest
 
 from ledger.client import Signer
-from node.keys import load_key
-from node.rpc_api import build_registry
+from node.rpc.api import build_registry
 from node.service import Node
+from node.setup.keys import load_key
 from node.testing import LocalNetwork
 
 pytestmark = pytest.mark.asyncio

@@ -13,7 +13,7 @@ from cli.main import build_parser, main
 from ledger import decode_transaction
 from ledger.client import Signer
 from ledger.testing import key_for
-from node.keys import save_key
+from node.setup.keys import save_key
 
 from .test_tx_commands import CASES
 

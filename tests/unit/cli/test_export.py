@@ -23,9 +23,9 @@ from ledger.block import Block
 from ledger.kinds import AMOUNT_MAX
 from ledger.testing import FAR_FUTURE_S, LedgerHarness, address_of
 from ledger.tx import decode_transaction
+from node.rpc.api import build_registry, jsonable
 from node.rpc.client import RpcError, RpcTransportError
 from node.rpc.dispatch import Dispatcher
-from node.rpc_api import build_registry, jsonable
 
 A = address_of
 AMOUNT_FIELDS = {"amount", "balance", "frozen", "free", "total_supply"}

@@ -12,10 +12,10 @@ from cli import commands
 from cli.main import main
 from ledger import queries
 from ledger.testing import LedgerHarness, address_of, governed_genesis, key_for
-from node.genesis_file import load_genesis
-from node.keys import save_key
+from node.rpc.api import jsonable
 from node.rpc.client import RpcError
-from node.rpc_api import jsonable
+from node.setup.genesis_file import load_genesis
+from node.setup.keys import save_key
 
 A = address_of
 HEX = {name: A(name).hex() for name in ("kyc", "v-new", "n-new", "m3")}
@@ -239,7 +239,7 @@ def test_bad_input_names_the_flag(node, capsys, argv, message):
 def test_testnet_members(tmp_path, capsys):
     code, out, _ = cli(capsys, "testnet", "--validators", "2", "--observers", "0", "--out", str(tmp_path / "one"))
     genesis = load_genesis(tmp_path / "one" / "genesis.toml")
-    admin = bytes(__import__("node.keys", fromlist=["load_key"]).load_key(tmp_path / "one" / "keys" / "admin.json")
+    admin = bytes(__import__("node.setup.keys", fromlist=["load_key"]).load_key(tmp_path / "one" / "keys" / "admin.json")
                   .verify_key)
     assert [(m.id, m.keys) for m in genesis.members] == [("consortium", (admin,))]
     assert genesis.thresholds.roles == genesis.thresholds.validators == (1, 1) and genesis.admins == (admin,)
@@ -268,9 +268,9 @@ async def test_rpc_methods_of_governance(tmp_path):
     from types import SimpleNamespace
 
     from ledger.client import Action
+    from node.rpc.api import build_registry
     from node.rpc.dispatch import Dispatcher
     from node.rpc.methods import openrpc_document
-    from node.rpc_api import build_registry
 
     harness = LedgerHarness(str(tmp_path / "store"), genesis=governed_genesis(members=THREE, threshold=(2, 3)))
     try:

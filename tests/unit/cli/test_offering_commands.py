@@ -14,7 +14,7 @@ from cli.main import build_parser, main
 from ledger import decode_transaction
 from ledger.client import Signer
 from ledger.testing import key_for
-from node.keys import save_key
+from node.setup.keys import save_key
 
 T = bytes(key_for("treasury").verify_key).hex()
 OPEN = ["offering", "open", "OFF-1", "--token", "ACME", "--cash-token", "USD", "--price", "2500", "--raise-min",

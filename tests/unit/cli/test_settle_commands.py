@@ -1,5 +1,5 @@
 """`secledger settle ...` and the settlement RPC methods (`settlement_get`, `settlement_list`,
-`settlement_check`, node/settlement_api.py) together: the CLI's client is a stand-in whose read
+`settlement_check`, node/rpc/settlement_methods.py) together: the CLI's client is a stand-in whose read
 methods go through the node's real method declarations and dispatcher (params checked, errors
 mapped, results as JSON), and whose submitted transactions are committed at once, alone in a block
 (or refused as the mempool's dry run would)."""
@@ -18,10 +18,10 @@ from cli.main import main
 from ledger import queries
 from ledger.testing import LedgerHarness, address_of, key_for
 from ledger.tx import decode_transaction
-from node.keys import save_key
+from node.rpc.api import build_registry, jsonable
 from node.rpc.client import RpcError
 from node.rpc.dispatch import Dispatcher
-from node.rpc_api import build_registry, jsonable
+from node.setup.keys import save_key
 
 A = address_of
 FAR = "4102444800"

@@ -11,9 +11,9 @@ import pytest
 
 from cli.main import main
 from ledger import Genesis
-from node.config import Address, load_config
-from node.genesis_file import load_genesis
-from node.keys import load_key
+from node.setup.config import Address, load_config
+from node.setup.genesis_file import load_genesis
+from node.setup.keys import load_key
 
 
 def run(capsys, *argv: str) -> tuple[int, object, str]:

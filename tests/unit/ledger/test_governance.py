@@ -83,7 +83,7 @@ def test_a_genesis_without_members_keeps_its_hash_and_writes_the_set(chain):
 def test_parameter_defaults_and_bounds_follow_the_node_config_and_the_block_limits():
     from ledger.block import BLOCK_BYTES_MAX, BLOCK_TXS_MAX
     from ledger.tx import TX_BYTES_MAX
-    from node.config import ConsensusSection
+    from node.setup.config import ConsensusSection
 
     defaults = ConsensusSection()
     assert governance.PARAM_DEFAULTS == {name: getattr(defaults, name) for name in PARAM_BOUNDS}

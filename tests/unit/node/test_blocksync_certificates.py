@@ -20,14 +20,14 @@ from consensus.certificate import CommitCertificate
 from consensus.messages import MessageType, Vote, sign_bytes
 from ledger import Block, GenesisValidator, Ledger
 from ledger.testing import test_genesis as genesis_for_tests
-from node import wire
-from node.blocksync import BlockSync
-from node.config import load_config
-from node.keys import load_key
-from node.netgen import generate
+from node.p2p import wire
 from node.p2p.peers import PeerManager
 from node.service import Node
-from node.validator_sets import ValidatorSets
+from node.setup.config import load_config
+from node.setup.keys import load_key
+from node.setup.netgen import generate
+from node.sync.blocksync import BlockSync
+from node.validator.validator_sets import ValidatorSets
 
 PEER = b"\x07" * 32
 

@@ -16,9 +16,10 @@ from consensus.certificate import CommitCertificate
 from consensus.messages import MessageType, Vote, sign_bytes
 from ledger import GenesisValidator, Ledger, queries
 from ledger.testing import test_genesis as genesis_for_tests
-from node import blocksync, wire
-from node.blocksync import REQUEST_BLOCKS, BlockSync
-from node.validator_sets import ValidatorSets
+from node.p2p import wire
+from node.sync import blocksync
+from node.sync.blocksync import REQUEST_BLOCKS, BlockSync
+from node.validator.validator_sets import ValidatorSets
 
 P1, P2 = b"\x01" * 32, b"\x02" * 32
 ZERO = b"\x00" * 32

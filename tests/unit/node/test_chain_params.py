@@ -7,10 +7,10 @@ import dataclasses
 from pathlib import Path
 
 from ledger.client import Action, Signer
-from node.config import load_config
-from node.keys import load_key
-from node.netgen import generate
 from node.service import Node
+from node.setup.config import load_config
+from node.setup.keys import load_key
+from node.setup.netgen import generate
 
 
 def test_voted_parameters_reach_the_node(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node.config import (
+from node.setup.config import (
     Address,
     ConfigError,
     ConsensusSection,

@@ -6,7 +6,7 @@ from nacl.signing import SigningKey
 
 from consensus.messages import PREVOTE, encode_message
 from consensus.signing import Signer
-from node.consensus_wal import RECORDS_PER_HEIGHT_MAX, ConsensusWal
+from node.validator.consensus_wal import RECORDS_PER_HEIGHT_MAX, ConsensusWal
 
 
 def vote(height: int, round_: int) -> bytes:
@@ -36,7 +36,7 @@ def test_a_torn_last_record_is_ignored(tmp_path):
 
 
 def test_bounded_per_height(tmp_path, monkeypatch):
-    monkeypatch.setattr("node.consensus_wal.RECORDS_PER_HEIGHT_MAX", 3)
+    monkeypatch.setattr("node.validator.consensus_wal.RECORDS_PER_HEIGHT_MAX", 3)
     wal = ConsensusWal(tmp_path / "wal")
     for round_ in range(10):
         wal.append(1, vote(1, round_))
@@ -59,7 +59,7 @@ def test_blocks_are_kept_per_height_until_the_height_is_decided(tmp_path):
 
 
 def test_blocks_per_height_are_bounded(tmp_path, monkeypatch):
-    monkeypatch.setattr("node.consensus_wal.BLOCKS_PER_HEIGHT_MAX", 2)
+    monkeypatch.setattr("node.validator.consensus_wal.BLOCKS_PER_HEIGHT_MAX", 2)
     wal = ConsensusWal(tmp_path / "wal")
     for n in range(5):
         wal.append_block(1, bytes([n]) * 32, b"b")

@@ -1,4 +1,4 @@
-"""The console's read-only methods (node/console_api.py) through the node's real declarations and
+"""The console's read-only methods (node/rpc/console_methods.py) through the node's real declarations and
 dispatcher: token list and paging, supply and holder count at a height, the wallets behind a page
 of holders, holdings across tokens, and the block of a moment."""
 
@@ -11,9 +11,9 @@ import pytest
 
 from ledger import Block, queries
 from ledger.testing import LedgerHarness, address_of
-from node.console_api import IDENTITIES_PER_CALL_MAX
+from node.rpc.api import build_registry
+from node.rpc.console_methods import IDENTITIES_PER_CALL_MAX
 from node.rpc.dispatch import Dispatcher
-from node.rpc_api import build_registry
 
 A = address_of
 

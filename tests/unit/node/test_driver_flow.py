@@ -18,8 +18,9 @@ from consensus.timeouts import TimeoutConfig
 from consensus.validators import Validator, ValidatorSet
 from ledger import Block
 from ledger.testing import LedgerHarness
-from node import wire
-from node.driver import (
+from node.mempool.pool import Mempool
+from node.p2p import wire
+from node.validator.driver import (
     CANDIDATE_BLOCKS_MAX,
     CLOCK_DRIFT_MAX_MS,
     OWN_MESSAGES_MAX,
@@ -27,9 +28,8 @@ from node.driver import (
     ConsensusDriver,
     now_ms,
 )
-from node.evidence_pool import EvidencePool
-from node.mempool import Mempool
-from node.sign_guard import SignStateFile
+from node.validator.evidence_pool import EvidencePool
+from node.validator.sign_guard import SignStateFile
 
 CHAIN_ID = "secledger-test"  # ledger.testing's chain id
 KEY = SigningKey(bytes(range(32)))
@@ -205,7 +205,7 @@ PAIR = ValidatorSet([Validator(bytes(k.verify_key), 1) for k in PAIR_KEYS])  # a
 
 class PairNode:
     def __init__(self, home, key: SigningKey, deliver) -> None:
-        from node.consensus_wal import ConsensusWal
+        from node.validator.consensus_wal import ConsensusWal
 
         home.mkdir()
         self.chain = LedgerHarness(str(home / "store"))
@@ -453,7 +453,7 @@ def vote_bytes(height: int, key: SigningKey = PAIR_KEYS[0]) -> bytes:
 
 @pytest.mark.asyncio
 async def test_messages_for_this_height_and_the_next_two_are_kept_in_the_wal(tmp_path):
-    from node.consensus_wal import ConsensusWal
+    from node.validator.consensus_wal import ConsensusWal
 
     node = Node(tmp_path, timeout_commit_ms=60_000)
     node.driver.wal = ConsensusWal(tmp_path / "wal")
@@ -538,7 +538,7 @@ async def test_fired_timers_are_forgotten(tmp_path):
 
 @pytest.mark.asyncio
 async def test_a_block_exactly_at_the_clock_drift_bound_is_accepted(node, monkeypatch):
-    from node import driver as driver_module
+    from node.validator import driver as driver_module
 
     block = node.chain.ledger.build_block((), time_ms=now_ms(), proposer=PUBLIC_KEY)
     monkeypatch.setattr(driver_module, "now_ms", lambda: block.header.time_ms - CLOCK_DRIFT_MAX_MS)
@@ -549,7 +549,7 @@ async def test_a_block_exactly_at_the_clock_drift_bound_is_accepted(node, monkey
 
 @pytest.mark.asyncio
 async def test_a_peer_commit_with_no_proposal_held_does_nothing(tmp_path):
-    from node.driver import ConsensusDriver as _Driver  # noqa: F401  (the class under test)
+    from node.validator.driver import ConsensusDriver as _Driver  # noqa: F401  (the class under test)
 
     node = Node(tmp_path)
     node.driver._peers_committed = lambda height: True

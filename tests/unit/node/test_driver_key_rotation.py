@@ -18,11 +18,11 @@ from consensus.validators import Validator, ValidatorSet
 from ledger import queries
 from ledger.block import Block
 from ledger.testing import LedgerHarness
-from node import wire
-from node.driver import BlockLimits, ConsensusDriver, ConsensusParams
-from node.evidence_pool import EvidencePool
-from node.mempool import Mempool
-from node.sign_guard import SignStateFile
+from node.mempool.pool import Mempool
+from node.p2p import wire
+from node.validator.driver import BlockLimits, ConsensusDriver, ConsensusParams
+from node.validator.evidence_pool import EvidencePool
+from node.validator.sign_guard import SignStateFile
 
 OLD, NEW = SigningKey(bytes([1]) * 32), SigningKey(bytes([2]) * 32)
 ROTATED_AT = 3

@@ -8,10 +8,10 @@ import asyncio
 import pytest
 
 from consensus.validators import Validator, ValidatorSet
-from node.driver import BlockLimits, ConsensusDriver
-from node.evidence_pool import EvidencePool
-from node.mempool import Mempool
-from node.sign_guard import SignStateFile
+from node.mempool.pool import Mempool
+from node.validator.driver import BlockLimits, ConsensusDriver
+from node.validator.evidence_pool import EvidencePool
+from node.validator.sign_guard import SignStateFile
 
 
 class _Core:

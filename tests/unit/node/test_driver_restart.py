@@ -14,11 +14,11 @@ from consensus.signing import Signer as ConsensusSigner
 from consensus.timeouts import TimeoutConfig
 from consensus.validators import Validator, ValidatorSet
 from ledger.testing import LedgerHarness
-from node.consensus_wal import ConsensusWal
-from node.driver import BlockLimits, ConsensusDriver
-from node.evidence_pool import EvidencePool
-from node.mempool import Mempool
-from node.sign_guard import SignStateFile
+from node.mempool.pool import Mempool
+from node.validator.consensus_wal import ConsensusWal
+from node.validator.driver import BlockLimits, ConsensusDriver
+from node.validator.evidence_pool import EvidencePool
+from node.validator.sign_guard import SignStateFile
 
 KEY = SigningKey(bytes(range(32)))
 VALIDATORS = ValidatorSet([Validator(bytes(KEY.verify_key), 1)])  # alone: it decides by itself

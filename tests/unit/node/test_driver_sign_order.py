@@ -23,12 +23,12 @@ from consensus.signing import SignState, SignStep
 from consensus.timeouts import Step, TimeoutConfig
 from consensus.validators import Validator, ValidatorSet
 from ledger.testing import LedgerHarness
-from node import wire
-from node.consensus_wal import ConsensusWal
-from node.driver import BlockLimits, ConsensusDriver
-from node.evidence_pool import EvidencePool
-from node.mempool import Mempool
-from node.sign_guard import SignStateFile
+from node.mempool.pool import Mempool
+from node.p2p import wire
+from node.validator.consensus_wal import ConsensusWal
+from node.validator.driver import BlockLimits, ConsensusDriver
+from node.validator.evidence_pool import EvidencePool
+from node.validator.sign_guard import SignStateFile
 
 CHAIN_ID = "secledger-test"  # ledger.testing's chain id
 KEY = SigningKey(bytes(range(32)))

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from nacl.signing import SigningKey
 
-from node.genesis_file import GenesisFileError, load_genesis, render_genesis
-from node.keys import KeyFileError, load_key, save_key
+from node.setup.genesis_file import GenesisFileError, load_genesis, render_genesis
+from node.setup.keys import KeyFileError, load_key, save_key
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "configs" / "genesis.example.toml"
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from node.gossip_ingest import GossipIngest
+from node.mempool.gossip_ingest import GossipIngest
 
 
 async def _run_until(ingest: GossipIngest, done) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from ledger.client import Signer
 from ledger.testing import FAR_FUTURE_S, key_for
-from node.mempool import Mempool, MempoolRefusal
+from node.mempool.pool import Mempool, MempoolRefusal
 
 
 def refusal(mempool: Mempool, raw: bytes, **kwargs) -> MempoolRefusal:

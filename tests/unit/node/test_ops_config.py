@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from node.config import Address, ConfigError, MetricsSection, load_config, render_config
+from node.setup.config import Address, ConfigError, MetricsSection, load_config, render_config
 
 MINIMAL = """\
 [node]

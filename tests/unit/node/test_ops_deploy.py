@@ -14,7 +14,7 @@ from types import ModuleType
 import pytest
 import yaml
 
-from node.config import load_config
+from node.setup.config import load_config
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 NODES = ["validator-0", "validator-1", "validator-2", "validator-3", "observer-0"]

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from ledger.client import new_key
-from node.config import Address, MetricsSection, load_config
-from node.keys import save_key
 from node.main import run
-from node.netgen import generate
 from node.ops import logs, startup
 from node.service import Node
+from node.setup.config import Address, MetricsSection, load_config
+from node.setup.keys import save_key
+from node.setup.netgen import generate
 from node.testing import free_port_base
 
 

@@ -18,9 +18,9 @@ import pytest
 from ledger import kinds
 from ledger.tx import NONCE_MAX
 from node.rpc import MethodRegistry, Param, RpcMethod, openrpc_document
+from node.rpc.api import AMOUNT, AMOUNT_FIELDS, AMOUNT_POSITIONS, API_VERSION, jsonable
 from node.rpc.methods import U64_MAX, bind_params, check_schema, parse_u64
 from node.rpc.protocol import InvalidParams
-from node.rpc_api import AMOUNT, AMOUNT_FIELDS, AMOUNT_POSITIONS, API_VERSION, jsonable
 
 BIG = 2**60 + 1
 JS_SAFE_MAX = 2**53 - 1
@@ -179,7 +179,7 @@ def test_u64_schemas_are_checked_at_registration() -> None:
 
 
 def test_discover_documents_the_amount_schema_and_fields() -> None:
-    from node.rpc_api import build_registry
+    from node.rpc.api import build_registry
 
     registry = build_registry(_NoNode())  # type: ignore[arg-type]
     document = openrpc_document(registry)

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 
 from ledger.testing import LedgerHarness, address_of
+from node.rpc.api import build_registry
 from node.rpc.dispatch import Dispatcher
 from node.rpc.methods import openrpc_document
-from node.rpc_api import build_registry
 
 A = address_of
 

@@ -404,7 +404,7 @@ async def test_batch_runs_in_order_and_answers_all_but_notifications() -> None:
 
 @pytest.mark.parametrize("tx", ["", "a", "abc", "0G", "AB", "ab cd", "ab\n"])
 def test_tx_submit_takes_only_whole_bytes_of_lowercase_hex(tx: str) -> None:
-    from node.rpc_api import build_registry
+    from node.rpc.api import build_registry
 
     method = build_registry(object()).get("tx_submit")  # registering never touches the node
     assert method is not None

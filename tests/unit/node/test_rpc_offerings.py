@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 
 from ledger.testing import LedgerHarness, address_of
+from node.rpc.api import build_registry
 from node.rpc.dispatch import Dispatcher
 from node.rpc.methods import openrpc_document
-from node.rpc_api import build_registry
 
 A = address_of
 TERMS = {"price": 2_500, "raise_min": 0, "raise_max": 5_000_000, "investor_min": 250_000, "investor_max": 4_000_000}

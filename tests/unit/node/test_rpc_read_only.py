@@ -17,11 +17,11 @@ import pytest
 
 from ledger.client import Signer
 from ledger.testing import address_of
-from node.config import load_config
-from node.keys import load_key
-from node.netgen import generate
 from node.rpc.protocol import ErrorCode
 from node.service import Node
+from node.setup.config import load_config
+from node.setup.keys import load_key
+from node.setup.netgen import generate
 
 
 def node_of(directory: Path, name: str) -> Node:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from node.seen_txs import Replacement, SeenTransactions
+from node.mempool.seen_txs import Replacement, SeenTransactions
 
 S, T = b"\x01" * 32, b"\x02" * 32
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from consensus.signing import SignState, SignStep
-from node.sign_guard import SLOT_BYTES, SignGuardError, SignStateFile, _read_slot
+from node.validator.sign_guard import SLOT_BYTES, SignGuardError, SignStateFile, _read_slot
 
 
 def record(height: int, round_: int = 0, step: SignStep = SignStep.PREVOTE) -> SignState:

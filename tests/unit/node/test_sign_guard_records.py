@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from consensus.signing import SignState, SignStep
-from node.sign_guard import SLOT_BYTES, SignStateFile, _read_slot, _slot
+from node.validator.sign_guard import SLOT_BYTES, SignStateFile, _read_slot, _slot
 
 
 def record(height: int, round_: int = 0, step: SignStep = SignStep.PREVOTE) -> SignState:

@@ -15,10 +15,10 @@ from ledger import Ledger, StateRootMismatch, StoreError, queries
 from ledger.chain import PrunedHistory
 from ledger.testing import LedgerHarness, address_of, key_for
 from ledger.testing import test_genesis as genesis_for_tests
-from node.statesync import snapshot as snap
-from node.statesync.files import SnapshotFiles
-from node.statesync.install import install
-from node.statesync.verify import SnapshotRefused, verify
+from node.sync.statesync import snapshot as snap
+from node.sync.statesync.files import SnapshotFiles
+from node.sync.statesync.install import install
+from node.sync.statesync.verify import SnapshotRefused, verify
 
 
 def certificate(signer: str, chain_id: str, height: int, block_id: bytes) -> bytes:

@@ -13,12 +13,12 @@ from consensus.certificate import CommitCertificate
 from ledger import Ledger, NotFound, queries
 from ledger.chain import PrunedHistory
 from ledger.testing import test_genesis as genesis_for_tests
-from node import wire
-from node.blocksync import BlockSync
-from node.statesync import fetch
-from node.statesync import snapshot as snap
-from node.statesync.fetch import StateSyncer
-from node.statesync.serve import SnapshotServer
+from node.p2p import wire
+from node.sync.blocksync import BlockSync
+from node.sync.statesync import fetch
+from node.sync.statesync import snapshot as snap
+from node.sync.statesync.fetch import StateSyncer
+from node.sync.statesync.serve import SnapshotServer
 from node.testing import LocalNetwork
 
 from .test_statesync import Source

@@ -28,14 +28,14 @@ from ledger.governance import validators_hash
 from ledger.state import decode_value, encode_value
 from ledger.store import entry_digest, state_root
 from ledger.testing import LedgerHarness, address_of, governed_genesis, key_for
-from node import wire
-from node.blocksync import BlockSync
-from node.config import ConfigError, load_config
-from node.statesync import fetch, serve
-from node.statesync import snapshot as snap
-from node.statesync.fetch import StateSyncer
-from node.statesync.serve import SnapshotServer
-from node.statesync.verify import TrustRoot
+from node.p2p import wire
+from node.setup.config import ConfigError, load_config
+from node.sync.blocksync import BlockSync
+from node.sync.statesync import fetch, serve
+from node.sync.statesync import snapshot as snap
+from node.sync.statesync.fetch import StateSyncer
+from node.sync.statesync.serve import SnapshotServer
+from node.sync.statesync.verify import TrustRoot
 
 GENESIS = governed_genesis(validators=(("v0", 10), ("v1", 10), ("v2", 10), ("v3", 10)))
 CHAIN_ID = GENESIS.chain_id

@@ -17,9 +17,9 @@ from consensus.messages import MessageType, Vote, sign_bytes
 from ledger import Block, Ledger, NotFound
 from ledger.client import Action
 from ledger.testing import LedgerHarness, address_of, governed_genesis, key_for
-from node import wire
-from node.blocksync import BlockSync
-from node.validator_sets import ValidatorSets
+from node.p2p import wire
+from node.sync.blocksync import BlockSync
+from node.validator.validator_sets import ValidatorSets
 
 PEER = b"\x09" * 32
 GENESIS = governed_genesis(validators=(("v0", 10), ("v1", 10), ("v2", 10), ("v3", 10)))

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node import wire
+from node.p2p import wire
 
 MESSAGES = [
     wire.Status(7, b"\x01" * 32, b"\x02" * 32),

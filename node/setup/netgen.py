@@ -58,7 +58,7 @@ from ledger import Genesis, GenesisObserver, GenesisValidator
 from ledger.client import new_key
 from ledger.genesis import CHAIN_ID_PATTERN, CHAIN_ID_RULE, GenesisMember, Thresholds
 from ledger.kinds import MEMBERS_MAX
-from node.config import (
+from node.setup.config import (
     MONIKER_PATTERN,
     Address,
     ConfigError,
@@ -73,8 +73,8 @@ from node.config import (
     parse_address,
     render_config,
 )
-from node.genesis_file import GenesisFileError, load_genesis, render_genesis
-from node.keys import KeyFileError, load_key, save_key
+from node.setup.genesis_file import GenesisFileError, load_genesis, render_genesis
+from node.setup.keys import KeyFileError, load_key, save_key
 
 DEFAULT_PORT_BASE: Final[int] = 26600
 #: The member of a single-operator network, which holds keys/admin.json.

@@ -19,9 +19,8 @@ from ledger import NotFound as LedgerNotFound
 from ledger.events import EVENT_KINDS
 from ledger.kinds import ACTION_CLASSES, AMOUNT_MAX
 
-from . import console_api, settlement_api
-from .mempool import MempoolRefusal
-from .rpc import (
+from ..mempool.pool import MempoolRefusal
+from . import (
     ErrorCode,
     MempoolRefused,
     MethodRegistry,
@@ -31,14 +30,16 @@ from .rpc import (
     Timeout,
     Topic,
     TxRejected,
+    console_methods,
+    settlement_methods,
 )
-from .rpc.protocol import InvalidParams
+from .protocol import InvalidParams
 
 if TYPE_CHECKING:
     from ledger import Ledger, Transaction
 
-    from .evidence_pool import EvidencePool
-    from .mempool import Mempool
+    from ..mempool.pool import Mempool
+    from ..validator.evidence_pool import EvidencePool
 
 
 class NodeApi(Protocol):
@@ -418,8 +419,8 @@ def build_registry(node: NodeApi) -> MethodRegistry:
                                  "kind": {"type": "string", "enum": list(EVENT_KINDS)}},
                               "additionalProperties": False},
                              {"type": "object"}, history=EventsHistory(ledger)))
-    console_api.register(registry, node)  # the regulator's console's read-only methods (docs/CONSOLE.md)
-    settlement_api.register(registry, node)  # settlement instructions and offerings (docs/SETTLEMENT.md)
+    console_methods.register(registry, node)  # the regulator's console's read-only methods (docs/CONSOLE.md)
+    settlement_methods.register(registry, node)  # settlement instructions and offerings (docs/SETTLEMENT.md)
     return registry
 
 

@@ -4,14 +4,14 @@ snapshots, fetches and verifies one, installs it, and hands over to block sync.
 Peers are tried most advanced first (by their `status` height). From a peer, the newest snapshot
 it lists whose block h + 1 it already holds is taken: its manifest is checked (chain, height), then
 blocks h and h + 1 with h + 1's certificate are fetched (`get_blocks`), then every chunk, each
-checked against its manifest hash as it arrives, and the whole verified (node/statesync/verify.py).
+checked against its manifest hash as it arrives, and the whole verified (node/sync/statesync/verify.py).
 A refusal is logged with its named reason and the next peer is tried; a peer that is silent for
 `RESPONSE_TIMEOUT_S` is skipped. Rounds repeat until one snapshot installs.
 
 With a trust root (`[statesync] trust_height` and `trust_hash`), before any chunk is fetched the
 peer's headers are walked from the trusted one to h + 1 (`get_headers`, at most `wire.HEADERS_MAX`
 a message; `get_validators` for each set not known yet by its hash), each step checked in
-node/statesync/verify.py; block h + 1 must then be the header the walk ends on. A peer below the
+node/sync/statesync/verify.py; block h + 1 must then be the header the walk ends on. A peer below the
 trusted height, or without the headers or sets asked for (a state-synced peer holds no headers
 below its snapshot), is skipped, not refused.
 """
@@ -26,7 +26,7 @@ from typing import Any
 
 from consensus.validators import ValidatorSet
 from ledger import Block, Ledger
-from node import wire
+from node.p2p import wire
 
 from .install import install
 from .snapshot import Manifest, SnapshotError
@@ -195,7 +195,7 @@ class StateSyncer:
         self.installed_height = install(self.ledger, verified).height
         return True
 
-    # --- the trust chain (node/statesync/verify.py says what each step checks) ---------------------------
+    # --- the trust chain (node/sync/statesync/verify.py says what each step checks) ---------------------------
 
     async def _trust_chain(self, peer: bytes, target: int) -> bytes:
         """The hash of header `target` (h + 1), verified from the trust root through the peer's

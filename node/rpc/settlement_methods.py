@@ -2,7 +2,7 @@
 primary offerings. Read-only: instructions are created, affirmed and settled by transactions
 (`tx_submit`); these methods answer what the ledger holds and what settling would do.
 
-Registered by one line of `node.rpc_api.build_registry` (`register(registry, node)`). Like the
+Registered by one line of `node.rpc.api.build_registry` (`register(registry, node)`). Like the
 other methods, addresses travel as lower-case hex and amounts as decimal strings (a u64 does not
 fit a JavaScript number); ids, heights, times and leg indexes are JSON integers; reason codes are
 ERC-1066 bytes as "0x57".
@@ -18,7 +18,7 @@ from ledger.kinds import HEIGHT_MAX, TIME_MAX_S
 from ledger.settlement.instructions import STATUSES
 from ledger.settlement.offerings import STATUSES as OFFERING_STATUSES
 
-from .rpc import ErrorCode, MethodRegistry, NotFound, Param, RpcMethod
+from . import ErrorCode, MethodRegistry, NotFound, Param, RpcMethod
 
 if TYPE_CHECKING:
     from ledger import Ledger

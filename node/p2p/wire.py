@@ -8,7 +8,7 @@ item names its kind. The peer layer carries them as opaque, authenticated frames
 - `block`       [block]: the encoded block of a proposal, sent just before the proposal itself.
 - `get_blocks`  [from_height, count]: ask for certified blocks.
 - `blocks`      [[block, certificate], ...]: the answer, in height order.
-- `get_snapshots`        []: ask which state snapshots the peer serves (node/statesync/).
+- `get_snapshots`        []: ask which state snapshots the peer serves (node/sync/statesync/).
 - `snapshots`            [[height, manifest], ...]: at most `SNAPSHOTS_MAX`, newest first; the
                          receiver checks each manifest (and so knows its hash) itself.
 - `get_snapshot_chunk`   [height, index]: ask for one chunk of a snapshot.

@@ -17,7 +17,7 @@ import collections
 import time
 from collections.abc import Callable
 
-from .wire import TX_BATCH_MAX
+from ..p2p.wire import TX_BATCH_MAX
 
 #: Gossiped batches waiting to be admitted; past this a batch is refused (its origin proposes it).
 BATCHES_MAX: int = 256

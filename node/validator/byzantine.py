@@ -24,8 +24,8 @@ from nacl.signing import SigningKey
 from consensus.messages import MessageType, Proposal, Vote, encode_message, sign_bytes
 from ledger import Block, Ledger
 
-from . import wire
-from .fault_points import FaultSwitchError
+from ..fault_points import FaultSwitchError
+from ..p2p import wire
 
 log = logging.getLogger("secledger.byzantine")
 

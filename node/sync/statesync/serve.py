@@ -5,7 +5,7 @@ the state of h (LMDB read transactions are MVCC snapshots); reading it out and w
 happens in a worker thread, off the commit path. One snapshot is taken at a time: if the previous
 one is still being written when the next is due, the next is skipped (and logged).
 
-It also answers what a joining node's trust chain asks (node/statesync/verify.py): `get_headers`
+It also answers what a joining node's trust chain asks (node/sync/statesync/verify.py): `get_headers`
 (certified headers, each as its block without transactions, bounded in number and in bytes) and
 `get_validators` (the set of a height, from the state: every node, a state-synced one too, holds
 the sets of every height from 1 to its tip + 2).
@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 
 from ledger import Block, Ledger, NotFound, queries
-from node import wire
+from node.p2p import wire
 
 from .files import SnapshotFiles
 from .snapshot import CHUNK_BYTES_MAX, SnapshotError, take_in

@@ -3,7 +3,7 @@ of tokens, a token's supply and holder count at a height, the wallets behind a p
 an identity's holdings across tokens, and the block of a moment. Public like every other method:
 any client may call them (docs/CONSOLE.md, docs/RPC.md).
 
-Registered by one line of `node.rpc_api.build_registry` (`register(registry, node)`). Like the
+Registered by one line of `node.rpc.api.build_registry` (`register(registry, node)`). Like the
 amounts of the other methods after the u64-as-string change, balances and supplies travel as
 decimal strings (a u64 does not fit a JavaScript number); counts and heights are JSON integers.
 
@@ -18,8 +18,8 @@ from ledger import Block, layout, queries
 from ledger import NotFound as LedgerNotFound
 from ledger.store import height_key
 
-from .rpc import ErrorCode, MethodRegistry, NotFound, Param, RpcMethod
-from .rpc.protocol import InvalidParams
+from . import ErrorCode, MethodRegistry, NotFound, Param, RpcMethod
+from .protocol import InvalidParams
 
 if TYPE_CHECKING:
     from ledger import Ledger

@@ -18,7 +18,7 @@ import msgpack
 
 from ledger import Ledger
 from ledger.chain import SnapshotPoint
-from node import wire
+from node.p2p import wire
 
 #: Most encoded bytes of one chunk (a wire message carries one chunk).
 CHUNK_BYTES_MAX: int = wire.SNAPSHOT_CHUNK_BYTES_MAX

@@ -38,11 +38,12 @@ from consensus.timeouts import TimeoutConfig
 from consensus.validators import ValidatorSet
 from ledger import Block, BlockResult, InvalidBlock, Ledger
 
-from . import fault_points, wire
+from .. import fault_points
+from ..mempool.pool import Mempool
+from ..p2p import wire
 from .byzantine import Byzantine
 from .consensus_wal import ConsensusWal
 from .evidence_pool import EvidencePool
-from .mempool import Mempool
 from .sign_guard import SignStateFile
 
 log = logging.getLogger("secledger.consensus")
@@ -102,7 +103,7 @@ class ConsensusDriver:
         self.core = core
         self.ledger = ledger
         self.mempool = mempool
-        self.validators_at = validators_at  # the set of each height, from the chain (node/validator_sets.py)
+        self.validators_at = validators_at  # the set of each height, from the chain (node/validator/validator_sets.py)
         self.proposer_key = proposer_key
         self.sign_state_file = sign_state_file
         self.evidence = evidence
@@ -120,7 +121,7 @@ class ConsensusDriver:
         self._timers: set[asyncio.TimerHandle] = set()
         self._next_height_timer: asyncio.TimerHandle | None = None
         self.stopped = False
-        self.byzantine: Byzantine | None = None  # fault campaigns only; see node/byzantine.py
+        self.byzantine: Byzantine | None = None  # fault campaigns only; see node/validator/byzantine.py
         self._kill_before_send = fault_points.from_environment("kill_before_send")  # tests only
         self.wal = wal
         self._before_propose = before_propose
@@ -362,7 +363,7 @@ class ConsensusDriver:
 
     def _keep_in_wal(self, block: Block) -> None:
         """Before this node signs anything for `block` (its proposal, or a vote after judging it),
-        so a decision replayed after a restart finds the block (see node/consensus_wal.py)."""
+        so a decision replayed after a restart finds the block (see node/validator/consensus_wal.py)."""
         if self.wal is not None and not self.wal.has_block(block.height, block.hash):
             self.wal.append_block(block.height, block.hash, block.encode())
 

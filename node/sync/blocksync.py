@@ -3,7 +3,7 @@
 Peers announce their height in `status` messages (on connect, after each commit, periodically).
 When a peer is ahead, one task asks the most advanced peer for the next blocks, checks each commit
 certificate against the block's hash and the validator set of its height (which this node's own
-chain fixes: node/validator_sets.py), applies the block through the ledger (which checks the chain,
+chain fixes: node/validator/validator_sets.py), applies the block through the ledger (which checks the chain,
 the validators hashes and the state root), and repeats until caught up; then the driver moves
 consensus to the new height. Validators and observers use the same code; no restart is
 ever needed to catch up.
@@ -20,7 +20,7 @@ from consensus.errors import InvalidCertificate, MalformedMessage
 from consensus.validators import ValidatorSet
 from ledger import Block, BlockResult, InvalidBlock, Ledger, NotFound, queries
 
-from . import wire
+from ..p2p import wire
 
 log = logging.getLogger("secledger.sync")
 
