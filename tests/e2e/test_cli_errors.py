@@ -94,6 +94,18 @@ def _cases(tmp_path) -> list[tuple[list, dict, int, str]]:
         (["gov", "approve", "first", *k], {}, 2, "ID: expected a proposal number"),
         (["gov", "propose", "set-power", "--consensus-key", A, "--power", "ten", *k], {}, 2, "--power: expected"),
         (["gov", "list", "--status", "pending"], {}, 2, "--status: invalid choice"),
+        # settlement, offerings and exports (issues 13 and 14)
+        (["settle"], {}, 2, "error: secledger settle: a ACTION is needed"),
+        (["settle", "affirm", "-1", *k], {}, 2, "ID: expected an instruction number"),
+        (["settle", "create", "--leg", "ACME:bob:carol:5", "--expires-at", "4102444800", *k], {}, 2, "--leg: "),
+        (["offering"], {}, 2, "error: secledger offering: a ACTION is needed"),
+        (["offering", "subscribe", "OFF-1", "--amount", "1/0", *k], {}, 2, "--amount: expected an integer"),
+        (["export"], {}, 2, "error: secledger export: a WHAT is needed"),
+        (["export", "events", "--format", "xls", "--out", str(tmp_path / "x")], {}, 2, "--format: invalid choice"),
+        (["export", "holders", "--token", "acme", "--height", "5", "--format", "csv", "--out",
+          str(tmp_path / "h.csv")], {}, 2, "--token: expected a token symbol"),
+        (["export", "events", "--format", "csv", "--out", str(tmp_path / "no-such-dir" / "e.csv"),
+          "--rpc", f"127.0.0.1:{port}"], {}, 2, "--out: "),
         # set-up
         (["testnet", "--chain-id", "Bad Chain", "--out", str(tmp_path / "net")], {}, 2, "--chain-id: expected"),
         (["testnet", "--hosts", "a b", "--out", str(tmp_path / "net")], {}, 2, "--hosts: expected host names"),
