@@ -63,13 +63,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
+import stalls  # noqa: E402  (bench/stalls.py: the nodes' event loop stalls, from /metrics)
 import tomli_w  # noqa: E402
 from nacl.signing import SigningKey  # noqa: E402
 
 from ledger.client import Action, Signer  # noqa: E402
 from ledger.testing import FAR_FUTURE_S, key_for  # noqa: E402
-from node.keys import load_key  # noqa: E402
 from node.rpc.client import RpcClient, RpcError  # noqa: E402
+from node.setup.keys import load_key  # noqa: E402
 from node.testing import free_port_base  # noqa: E402
 
 SECTION = "## Cluster"
@@ -139,18 +140,23 @@ class Cluster:
     def __init__(self, directory: Path, *, profile_to: Path | None = None) -> None:
         self.directory = directory
         self.profile_to = profile_to
-        base = free_port_base(2 * (VALIDATORS + OBSERVERS))
+        base = free_port_base(3 * (VALIDATORS + OBSERVERS))  # peers and RPC, then metrics
         out = subprocess.run([SECLEDGER, "testnet", "--validators", str(VALIDATORS), "--observers", str(OBSERVERS),
                               "--out", str(directory), "--port-base", str(base)],
                              check=True, capture_output=True, text=True)
         self.nodes = {n["name"]: n for n in json.loads(out.stdout)["nodes"]}
         self.validators = [n for n, d in self.nodes.items() if d["mode"] == "validator"]
         self.chain_id = tomllib.loads((directory / "genesis.toml").read_text())["chain_id"]
-        for node in self.nodes.values():
+        #: Every node's GET /metrics, scraped for its event loop stalls before and after each run (bench/stalls.py).
+        self.metrics_urls: dict[str, str] = {}
+        for k, (name, node) in enumerate(self.nodes.items()):
             path = Path(node["config"])
             config = tomllib.loads(path.read_text())
             for section, values in CONFIG_OVERRIDES.items():
                 config.setdefault(section, {}).update(values)
+            metrics_port = base + 2 * (VALIDATORS + OBSERVERS) + k
+            config["metrics"] = {"enabled": True, "listen": f"127.0.0.1:{metrics_port}"}
+            self.metrics_urls[name] = f"http://127.0.0.1:{metrics_port}/metrics"
             path.write_text(tomli_w.dumps(config))
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.rss_end: dict[str, str] = {}  # VmRSS at the end of the session, MiB, and its parts
@@ -442,6 +448,10 @@ class RunResult:
     #: them and before their own block: 1 is the block already under way; 2 or more means the
     #: transaction missed a proposal it could have been in (it had not reached the proposer).
     blocks_passed_pct: dict[str, float] = field(default_factory=dict)
+    #: Wall time from the start of the run to its drain (what cores_used divides by).
+    span_s: float = math.nan
+    #: Each node's event loop stalls during the run (bench/stalls.py `delta`), from its /metrics.
+    loop_stalls: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -497,11 +507,11 @@ class Bench:
         # a transfer the rules refuse, to prove they are in force: an unregistered receiver
         outsider = bytes(key_for("bench-outsider").verify_key)
         check = await self.rpc.call(url, "compliance_check", token=TOKEN, sender=self.addresses[self.investors[0]].hex(),
-                                    receiver=outsider.hex(), amount=1)
+                                    receiver=outsider.hex(), amount="1")
         if check["ok"]:
             raise RuntimeError(f"the token's rules are not in force: {check}")
         check = await self.rpc.call(url, "compliance_check", token=TOKEN, sender=self.addresses[self.investors[0]].hex(),
-                                    receiver=self.addresses[self.investors[1]].hex(), amount=1)
+                                    receiver=self.addresses[self.investors[1]].hex(), amount="1")
         if not check["ok"]:
             raise RuntimeError(f"a transfer between investors would be refused: {check}")
 
@@ -524,7 +534,7 @@ class Bench:
             answers = await self.rpc.batch(url, [("account_nonce", {"address": self.signers[i].address.hex()})
                                                  for i in senders])
             for i, answer in zip(senders, answers, strict=True):
-                self.signers[i].nonce = answer["result"]["next_nonce"]
+                self.signers[i].nonce = int(answer["result"]["next_nonce"])
 
     async def drain(self) -> None:
         """Wait until every validator's mempool is empty and all are at one height."""
@@ -551,6 +561,12 @@ class Bench:
     async def height(self) -> int:
         return (await self.rpc.call(self.cluster.url("validator-0"), "chain_status"))["height"]
 
+    async def _scrape_stalls(self) -> dict[str, stalls.Histogram]:
+        return await stalls.scrape(self.rpc.session, getattr(self.cluster, "metrics_urls", {}))
+
+    async def _mark_stalls(self) -> None:
+        self._stalls_mark = await self._scrape_stalls()
+
     # --- the two kinds of run ---
 
     async def open(self) -> None:
@@ -568,6 +584,7 @@ class Bench:
         subs = Submissions()
         base_committed = self.watcher.committed_v0
         start_height = await self.height()
+        await self._mark_stalls()
         t0 = time.monotonic()
         t_end = t0 + seconds
         self._mark()
@@ -602,6 +619,7 @@ class Bench:
         client_rate = rate / self.clients
         subs = Submissions()
         start_height = await self.height()
+        await self._mark_stalls()
         t0 = time.monotonic() + 0.05
         t_end = t0 + seconds
         self._mark()
@@ -635,6 +653,8 @@ class Bench:
         stamps = subs.stamps
         await self.drain()
         cores_used = self._cores_used()
+        result.span_s = time.monotonic() - self._cpu_mark[3]
+        result.loop_stalls = stalls.delta(self._stalls_mark, await self._scrape_stalls(), result.span_s)
         await asyncio.sleep(0.3)  # the last notifications
         end_height = await self.height()
         latencies: list[float] = []
@@ -649,14 +669,14 @@ class Bench:
             for answer in answers:
                 block = answer["result"]
                 when = self.watcher.commit_time(block["height"])
-                ours = [stamps[tx] for tx in block["txs"] if tx in stamps]
+                ours = [stamps[tx] for tx in block["txs_raw"] if tx in stamps]
                 if not ours:
                     continue
-                height_of.update((tx, block["height"]) for tx in block["txs"] if tx in stamps)
+                height_of.update((tx, block["height"]) for tx in block["txs_raw"] if tx in stamps)
                 blocks_with_ours.append((block["height"], len(block["txs"]), when))
                 first = self.watcher.first_commit_time(block["height"])
                 if first is not None:
-                    first_commits += [first - stamps[tx] for tx in block["txs"] if tx in stamps]
+                    first_commits += [first - stamps[tx] for tx in block["txs_raw"] if tx in stamps]
                 if when is None:
                     continue
                 latencies += [when - s for s in ours]
@@ -744,23 +764,28 @@ def _rule_rejections(path: Path, after: int, upto: int) -> int:
 # --- one whole session: cluster up, set-up, runs, cluster down ------------------------------------
 
 
+async def wait_connected(cluster: Cluster, rpc: Rpc, bound_s: float = 60) -> None:
+    """Until every validator has a link to every other one (bench/wan.py too)."""
+    deadline = time.monotonic() + bound_s
+    while True:
+        cluster.check_alive()
+        try:
+            statuses = [await rpc.call(cluster.url(v), "chain_status") for v in cluster.validators]
+            if all(len(s["peers"]) >= len(cluster.validators) - 1 for s in statuses):
+                return
+        except (OSError, aiohttp.ClientError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the cluster did not connect within {bound_s:.0f} s")
+        await asyncio.sleep(0.2)
+
+
 async def session(cluster: Cluster, args: argparse.Namespace, *, loads: list[float], saturation_only: bool
                   ) -> tuple[list[RunResult], dict[str, float]]:
     connector = aiohttp.TCPConnector(limit=4 * args.clients + 16)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as http:
         rpc = Rpc(http)
-        deadline = time.monotonic() + 60
-        while True:
-            cluster.check_alive()
-            try:
-                statuses = [await rpc.call(cluster.url(v), "chain_status") for v in cluster.validators]
-                if all(len(s["peers"]) >= len(cluster.validators) - 1 for s in statuses):
-                    break
-            except (OSError, aiohttp.ClientError, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the cluster did not connect within 60 s")
-            await asyncio.sleep(0.2)
+        await wait_connected(cluster, rpc)
         watcher = Watcher(cluster)
         await watcher.start()
         bench = Bench(cluster, rpc, watcher, investors=args.investors, clients=args.clients)
@@ -810,7 +835,7 @@ PHASES: tuple[tuple[str, str], ...] = (
     ("proposal (Mempool.reap, Ledger.build_block)", r"^(Mempool\.reap|Ledger\.build_block) "),
     ("double-sign guard (write + fsync before each vote)", r"^SignStateFile\."),
     ("peer links (encryption, framing)", r"^SecretConnection\."),
-    ("peer wire messages (node/wire.py)", r"\(node/wire\.py\)$"),
+    ("peer wire messages (node/p2p/wire.py)", r"\(node/wire\.py\)$"),
     ("consensus core and driver", r"(\(consensus/|^ConsensusDriver\.)"),
     ("JSON-RPC server (aiohttp, dispatch, JSON)", r"(\(node/rpc/|\(aiohttp/|^RpcServer\.)"),
     ("peer links (other, node/p2p)", r"\(node/p2p/"),
@@ -893,7 +918,7 @@ def _row(r: RunResult) -> str:
             f"blocks {r.blocks} x {r.block_txs_mean:.0f} txs every {r.block_interval_ms:.0f} ms  "
             f"observer lag p95 {r.observer_lag_ms:.0f} ms  cores: {_cores(r)}  "
             + "  ".join(f"{k} p50/p99 {a:.0f}/{b:.0f}" for k, (a, b) in r.stages_ms.items())
-            + f"  blocks passed (% of txs) {_passed(r)}")
+            + f"  blocks passed (% of txs) {_passed(r)}  {stalls.line(r.loop_stalls)}")
 
 
 def _passed(r: RunResult) -> str:
@@ -1050,6 +1075,15 @@ Blocks passed: how many blocks committed after the validator answered a transact
 the block that holds it. One is the block already under way when it arrived; two or more means it
 missed a proposal it could have been in, because it had not reached that height's proposer yet.
 
+Event loop stalls during each run, from every node's `secledger_loop_stall_seconds` (metrics on, on
+loopback, scraped before the run and after its drain; node/ops/loop_stalls.py): a stall is a
+wakeup of a probe that should run every {_probe_ms()} ms, at least 1 ms late; its length is a lower
+bound of the time the loop was held, at most one probe interval short. After the slash, the part
+of the run the loop's thread was on the CPU during its stalls (executing Python); the rest of the
+stalled time it waited in a system call (fsync) or for a CPU (the other processes on these cores).
+
+{stalls.table(sorted(runs, key=lambda r: (r.mode != "saturation", r.offered)))}
+
 The saturation run keeps at most {report['window']} transactions in flight (submitted, not yet
 committed on validator-0); its latency is the queueing at that depth, not a target.
 
@@ -1065,6 +1099,13 @@ every one of the {VALIDATORS + OBSERVERS} nodes verifies each transaction, so th
 
 ![throughput and latency against offered load]({png.relative_to(ROOT / 'docs').as_posix()})
 {prof_text}"""
+
+
+def _probe_ms() -> str:
+    from node.ops.loop_stalls import ENVIRONMENT_VARIABLE, interval_from_environment
+
+    interval = interval_from_environment() * 1000
+    return f"{interval:g}" + (f" (`{ENVIRONMENT_VARIABLE}`)" if os.environ.get(ENVIRONMENT_VARIABLE) else "")
 
 
 def write_section(text: str) -> Path:
