@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from .block import BLOCK_BYTES_MAX, BLOCK_TXS_MAX
 from .countries import ISO_3166_ALPHA2
@@ -512,3 +514,76 @@ def check_body(kind: str, body: Any) -> dict[str, Any]:
     if kind == "claim.grant":
         checked["value"] = claim_value(checked["topic"], checked["value"])
     return checked
+
+
+# --- the common kinds, typed: msgspec's fast path (ledger/tx.py) -----------------------------------
+#
+# The kinds a busy chain carries most, mirrored as msgspec structs with the same bounds as the
+# checkers above, so `decode_transaction` can decode and check them in one C call. This is only a
+# fast path: a body it does not accept (any error, any kind not listed here) goes to `check_body`,
+# which decides and names the error, so the structs may be narrower than the schema but never wider.
+# tests/unit/ledger/test_codec_typed.py holds each kind to `check_body` on generated and hostile input.
+
+
+def _anchored(regex: re.Pattern[str]) -> str:
+    """`regex` for msgspec, which searches: anchored at both ends (`\\Z`, not `$`, which would
+    also match before a final newline), so it means `fullmatch`, as the checkers use it."""
+    return rf"^(?:{regex.pattern})\Z"
+
+
+#: A field's type by the name of its checker above.
+_TYPED_FIELDS: dict[str, Any] = {
+    "symbol": Annotated[str, msgspec.Meta(pattern=_anchored(_SYMBOL))],
+    "address": Annotated[bytes, msgspec.Meta(min_length=ADDRESS_BYTES, max_length=ADDRESS_BYTES)],
+    # No upper bound: msgpack's widest unsigned integer is AMOUNT_MAX (msgspec's bounds stop at int64).
+    "amount": Annotated[int, msgspec.Meta(ge=1)],
+    "action_id": Annotated[str, msgspec.Meta(pattern=_anchored(_ACTION_ID))],
+    "instruction_id": Annotated[int, msgspec.Meta(ge=1, le=HEIGHT_MAX)],
+    "option": Annotated[int, msgspec.Meta(ge=0, le=OPTIONS_MAX - 1)],
+}
+
+#: The common kinds: each field's wire name and checker name (the kind's record in `KINDS` above).
+TYPED_KINDS: dict[str, dict[str, str]] = {
+    "token.transfer": {"token": "symbol", "to": "address", "amount": "amount"},
+    "token.issue": {"token": "symbol", "to": "address", "amount": "amount"},
+    "token.redeem": {"token": "symbol", "from": "address", "amount": "amount"},
+    "token.force_transfer": {"token": "symbol", "from": "address", "to": "address", "amount": "amount"},
+    "token.freeze": {"token": "symbol", "address": "address"},
+    "token.unfreeze": {"token": "symbol", "address": "address"},
+    "token.freeze_partial": {"token": "symbol", "address": "address", "amount": "amount"},
+    "token.unfreeze_partial": {"token": "symbol", "address": "address", "amount": "amount"},
+    "settlement.affirm": {"id": "instruction_id"},
+    "settlement.execute": {"id": "instruction_id"},
+    "offering.subscribe": {"id": "action_id", "amount": "amount"},
+    "distribution.claim": {"id": "action_id"},
+    "ballot.vote": {"id": "action_id", "option": "option"},
+}
+
+
+def _typed_body(kind: str, fields: dict[str, str]) -> tuple[msgspec.msgpack.Decoder[Any], tuple[str, ...]]:
+    names = tuple(sorted(fields))  # declared in canonical order, so a struct encodes as its map does
+    struct = msgspec.defstruct(
+        "Body_" + kind.replace(".", "_"),
+        [(f"{name}_", _TYPED_FIELDS[fields[name]]) for name in names],  # `from` is a keyword
+        rename={f"{name}_": name for name in names},
+        forbid_unknown_fields=True,
+    )
+    return msgspec.msgpack.Decoder(struct), names
+
+
+_TYPED_BODIES = {kind: _typed_body(kind, fields) for kind, fields in TYPED_KINDS.items()}
+
+
+def decode_typed_body(kind: str, raw: Any) -> tuple[Any, dict[str, Any]] | None:
+    """A common kind's body decoded and checked from its msgpack bytes: (struct, body as
+    `check_body` returns it), or None when the fast path does not accept it. The struct
+    re-encodes to the canonical bytes; the caller compares them with what it was given."""
+    typed = _TYPED_BODIES.get(kind)
+    if typed is None:
+        return None
+    decoder, names = typed
+    try:
+        struct = decoder.decode(raw)
+    except Exception:  # anything msgspec refuses is judged, and named, by `check_body`
+        return None
+    return struct, dict(zip(names, msgspec.structs.astuple(struct), strict=True))
