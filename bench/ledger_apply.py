@@ -3,14 +3,23 @@
 Every transfer is applied the way a node applies a decided block it did not validate itself:
 decode, canonical check, Ed25519 signature check, nonce, the token's rules (required claims on
 both sides, country allow list, holder cap, balance cap, lock-up, volume window), then the block's
-one LMDB write (projections, history, receipts, events, state root).
+one LMDB write (the write side: state, the history execution reads, receipts, events, state root).
+After each block (or every `--project-every` blocks) the projector brings the read side (tx index,
+event indexes, wallet history) up to the tip, as a node does after each commit; its CPU time is
+counted apart, and the two together are the whole cost.
 
 Beside it, the same run measures its bound on this machine: Ed25519 verifies per second (pynacl,
 the same payloads) and bare LMDB puts per second (one write transaction, keys and values of the
-ledger's sizes), combined with the number of LMDB entries the ledger writes per transfer into the
-best any implementation of this design could do in one thread. The ratio says how close we are.
+ledger's sizes), combined with the number of LMDB entries the block's write transaction makes per
+transfer into the best any implementation of this design could do in one thread. The ratio says
+how close we are.
 
     .venv/bin/python bench/ledger_apply.py [--transfers 40000] [--block 2000] [--investors 1000]
+        [--project-every 1] [--marks]
+
+`--marks` writes a line to stderr as the timed part begins and ends, so that a trace of the
+store's writes (`strace -f -y -e trace=pwrite64,pwritev,write,fdatasync`) can be cut to it
+(docs/BENCHMARKS.md, "Pass 6").
 """
 
 from __future__ import annotations
@@ -34,10 +43,12 @@ from ledger.tx import SIGN_DOMAIN, decode_transaction  # noqa: E402
 #: The benchmark counts CPU time of this process: the figures hold on a machine shared with other
 #: work (a loaded CI runner), and one process on one core is what is measured. Wall time is printed too.
 CLOCK = time.process_time
-#: LMDB puts one checked transfer costs: state 7 (nonce, two balances, two holdings, supply, volume),
-#: history 4 (two wallets, two identities), results 7 (receipt, tx index, event, its kind, token and
-#: two address index entries).
-PUTS_PER_TRANSFER: int = 18
+#: LMDB puts one checked transfer costs in the block's write transaction: state 7 (nonce, two
+#: balances, two holdings, supply, volume), history 2 (two identities), wallet changes 2 (appended),
+#: results 2 (receipt and event, appended). The projector makes 9 more later (tx index, the event's
+#: kind, token, two address and two identity index entries, two wallet history versions) and deletes
+#: the two wallet changes.
+PUTS_PER_TRANSFER: int = 13
 
 RULES = {
     "required_claims": ["kyc"],
@@ -77,22 +88,37 @@ def signed_transfers(harness: LedgerHarness, names: list[str], count: int, seed:
     return out
 
 
-def bench_apply(harness: LedgerHarness, txs: list[bytes], block_size: int) -> tuple[float, float, int]:
-    """CPU seconds and wall seconds spent in apply_block (signatures checked there), and the bytes
-    /proc/self/io counts as written meanwhile (-1 where it is missing). That count over-counts the
-    store's real writes several times on some kernels (docs/BENCHMARKS.md): compare runs with it."""
-    spent = wall = 0.0
+def bench_apply(harness: LedgerHarness, txs: list[bytes], block_size: int,
+                project_every: int, marks: bool) -> tuple[float, float, float, int]:
+    """CPU seconds spent in apply_block (signatures checked there) and in the projector, wall
+    seconds of both, and the bytes /proc/self/io counts as written meanwhile (-1 where it is
+    missing). That count over-counts the store's real writes several times on some kernels
+    (docs/BENCHMARKS.md): compare runs with it."""
+    spent = projecting = wall = 0.0
     written = 0
-    for start in range(0, len(txs), block_size):
+    catch_up = getattr(harness.ledger, "catch_up", None)  # absent before the read side was split off
+    if marks:
+        print("bench: timed part begins", file=sys.stderr, flush=True)
+    for number, start in enumerate(range(0, len(txs), block_size), 1):
         block: Block = harness.block(txs[start:start + block_size])
         began, began_wall, began_bytes = CLOCK(), time.perf_counter(), bytes_written()
         result = harness.ledger.apply_block(block, b"certificate:" + block.hash)
-        spent += CLOCK() - began
+        applied = CLOCK()
+        if catch_up is not None and (number % project_every == 0 or start + block_size >= len(txs)):
+            if marks:
+                print("bench: projection begins", file=sys.stderr, flush=True)
+            catch_up()
+            if marks:
+                print("bench: projection ends", file=sys.stderr, flush=True)
+        spent += applied - began
+        projecting += CLOCK() - applied
         wall += time.perf_counter() - began_wall
         written = -1 if began_bytes < 0 else written + bytes_written() - began_bytes
         refused = [str(r.outcome) for r in result.receipts if not r.outcome.ok]
         assert not refused, refused[:3]
-    return spent, wall, written
+    if marks:
+        print("bench: timed part ends", file=sys.stderr, flush=True)
+    return spent, projecting, wall, written
 
 
 def bytes_written() -> int:
@@ -132,6 +158,9 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=2_000, help="transfers per block")
     parser.add_argument("--investors", type=int, default=1_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--project-every", type=int, default=1, metavar="BLOCKS",
+                        help="run the projector after every BLOCKS blocks (a node: 1)")
+    parser.add_argument("--marks", action="store_true", help="mark the timed part on stderr (for strace)")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
@@ -139,7 +168,7 @@ def main() -> None:
         harness = LedgerHarness(os.path.join(tmp, "store"))
         names = setup(harness, args.investors)
         txs = signed_transfers(harness, names, args.transfers, args.seed)
-        spent, wall, written = bench_apply(harness, txs, args.block)
+        spent, projecting, wall, written = bench_apply(harness, txs, args.block, args.project_every, args.marks)
         applied = len(txs) / spent
         verifies = bench_verify(txs[:20_000], harness.genesis.chain_id)
         puts = bench_puts(200_000, tmp)
@@ -147,7 +176,11 @@ def main() -> None:
         assert harness.ledger.verify_accumulator()
         harness.close()
     print(f"transfers: {len(txs)} in blocks of {args.block}, {args.investors} investors, one core, CPU time")
-    print(f"apply_block, signatures checked: {applied:10,.0f} transfers/s   (wall {len(txs) / wall:,.0f}/s)")
+    print(f"apply_block, signatures checked: {applied:10,.0f} transfers/s")
+    if projecting > 1e-3:  # the code before the split has no projector
+        print(f"projector (read side):           {len(txs) / projecting:10,.0f} transfers/s")
+    print(f"both:                            {len(txs) / (spent + projecting):10,.0f} transfers/s   "
+          f"(wall {len(txs) / wall:,.0f}/s)")
     if written >= 0:
         blocks = -(-len(txs) // args.block)
         print(f"write_bytes (/proc/self/io):     {written / blocks / 1e6:10.2f} MB per block   "

@@ -2,15 +2,17 @@
 
 `Ledger.apply_block` reads top to bottom: check the header against the chain, decode and check
 every transaction, execute them in order on an overlay, then write the block, its certificate,
-receipts, events, projections, history and the new state root in ONE LMDB write transaction.
-`Ledger.rebuild` drops every projection and replays the stored log through the same code.
+receipts, events, the state, the history execution reads and the new state root in ONE LMDB write
+transaction: the write side, what the next block needs. The read side (the tx index, the event
+indexes, wallet history) is projected afterwards by `projections.Projector` (`Ledger.project`).
+`Ledger.rebuild` drops both and replays the stored log through the same code.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,10 +26,12 @@ from .events import Event
 from .execution import dry_run, execute_transaction
 from .genesis import Genesis
 from .governance import chain_params, validators_at, validators_hash, write_genesis
+from .projections import SLICE_ITEMS_MAX, Projector, project_wallet_changes, save_position, seed_registrations
 from .reasons import OK, Outcome, Refusal
 from .state import State, decode_value
 from .store import (
     INDEX_FORMAT,
+    READ_SIDE_DBS,
     STORE_FORMAT,
     Store,
     entry_digest,
@@ -134,6 +138,7 @@ class Ledger:
         else:
             self._upgrade_indexes()
         self.tip = self._load_tip()
+        self.projector = Projector(store, self.chain_id)
 
     @classmethod
     def open(cls, path: str, genesis: Genesis) -> Ledger:
@@ -141,6 +146,16 @@ class Ledger:
 
     def close(self) -> None:
         self.store.close()
+
+    @property
+    def fault(self) -> Callable[[str], None] | None:
+        """A test's hook at the fault points (`projections.FAULT_POINTS`): it may raise to simulate
+        a crash there. None in production."""
+        return self.projector.fault
+
+    @fault.setter
+    def fault(self, hook: Callable[[str], None] | None) -> None:
+        self.projector.fault = hook
 
     # --- genesis ------------------------------------------------------------------------------
 
@@ -157,6 +172,8 @@ class Ledger:
         write_genesis(state, self.genesis)
         state.commit_transaction()
         accumulator = self.store.flush_state(txn, state, 0, 0)
+        project_wallet_changes(self.store, txn, 0)  # height 0 has no block: projected here
+        save_position(self.store, txn, 0, 0)
         root = state_root(0, accumulator, self.genesis.hash)
         put = self.store.put_meta
         put(txn, "chain_id", self.chain_id)
@@ -248,9 +265,33 @@ class Ledger:
             result, tip = self._execute(txn, block, txs, certified=True)
             self.store.append(txn, "blocks", height_key(block.height), block.encode())
             self.store.append(txn, "certs", height_key(block.height), certificate)
+        if self.projector.fault is not None:
+            self.projector.fault("block_committed")
         self.tip = tip  # what the transaction wrote, now committed: no need to read it back
         self._validated.pop(block.hash, None)
+        self.projector.note_committed(block.height, [receipt.tx_hash for receipt in result.receipts],
+                                      result.receipts, txs)
         return result
+
+    # --- the read side ---------------------------------------------------------------------------
+
+    def project(self, items_max: int = SLICE_ITEMS_MAX) -> bool:
+        """Project one slice of the read side (`projections`); True while more remains."""
+        return self.projector.project(items_max)
+
+    def catch_up(self) -> None:
+        """Project until the read side reaches the tip."""
+        self.projector.catch_up()
+
+    @property
+    def projected_height(self) -> int:
+        """The last height whose block the read side holds whole."""
+        return self.projector.projected_height
+
+    def tx_location(self, tx_hash: bytes) -> bytes | None:
+        """height . tx index (big-endian, 12 bytes) of a committed transaction, or None; found at
+        once after `apply_block`, projected or not."""
+        return self.projector.tx_location(tx_hash)
 
     def _check_header(self, block: Block, *, certified: bool, txn: lmdb.Transaction | None = None) -> None:
         header, tip = block.header, self.tip
@@ -309,42 +350,28 @@ class Ledger:
                 raise InvalidBlock(f"tx {index}: {exc}") from None
             receipts.append(Receipt(tx.hash, tx.kind, tx.signer, tx.nonce, result.outcome, result.events))
         accumulator = self.store.flush_state(txn, state, height, self.tip.accumulator)
-        results_hash = self._write_results(txn, height, receipts, txs)
+        results_hash = self._write_results(txn, height, receipts)
         root = state_root(height, accumulator, results_hash)
         tip = ChainTip(height, block.hash, block.header.time_ms, root, accumulator)
         self._write_tip(txn, tip)
         return BlockResult(height, block.hash, root, tuple(receipts)), tip
 
-    def _write_results(self, txn: lmdb.Transaction, height: int, receipts: list[Receipt],
-                       txs: list[Transaction]) -> bytes:
-        dbs = self.store.dbs
+    def _write_results(self, txn: lmdb.Transaction, height: int, receipts: list[Receipt]) -> bytes:
+        """Receipts and events, appended in block order; their indexes are projections."""
         results: list[bytes] = []
-        wallet_identity, identity_exists = self._identity_lookups(txn)  # the state at the end of the block
         for index, receipt in enumerate(receipts):
-            key = tx_key(height, index)
             raw = codec.pack_canonical({  # keys in sorted order, values of fixed types: codec.encode's bytes
                 "code": receipt.outcome.code, "events": len(receipt.events), "kind": receipt.kind,
                 "nonce": receipt.nonce, "reason": receipt.outcome.reason, "signer": receipt.signer,
                 "tx": receipt.tx_hash,
             })
             results.append(raw)
-            self.store.append(txn, "receipts", key, raw)
-            txn.put(receipt.tx_hash, key, db=dbs["txs"])
+            self.store.append(txn, "receipts", tx_key(height, index), raw)
             for event_index, event in enumerate(receipt.events):
-                ekey = event_key(height, index, event_index)
                 eraw = event.encode(tx_hash=receipt.tx_hash, height=height, tx_index=index,
                                     event_index=event_index)
                 results.append(eraw)
-                self.store.append(txn, "events", ekey, eraw)
-                txn.put(event.kind.encode() + layout.SEP + ekey, b"", db=dbs["ev_kind"])
-                if event.token is not None:
-                    txn.put(event.token.encode() + layout.SEP + ekey, b"", db=dbs["ev_token"])
-                for address in sorted(set(event.addresses)):
-                    txn.put(address + ekey, b"", db=dbs["ev_address"])
-                body = txs[index].body if event.kind == "tx.rejected" else None
-                for identity in event_identities(event.kind, event.addresses, event.data, body,
-                                                 wallet_identity, identity_exists):
-                    txn.put(index_key(identity, ekey), b"", db=dbs["ev_identity"])
+                self.store.append(txn, "events", event_key(height, index, event_index), eraw)
         return results_hash(results)
 
     def _identity_lookups(self, txn: lmdb.Transaction, registered: tuple[dict[bytes, int], dict[str, int]]
@@ -371,15 +398,20 @@ class Ledger:
         return wallet_identity, identity_exists
 
     def _upgrade_indexes(self) -> None:
-        """Build the event indexes a store written by an older secledger lacks (`INDEX_FORMAT`),
-        from its stored blocks and events, in one write transaction: the same keys the blocks
-        would have written had the index existed (test_identity_trail.py compares them)."""
+        """Bring a store written by an older secledger to `INDEX_FORMAT`, in place, in one write
+        transaction. Format 1 lacks `ev_identity`: it is built from the stored blocks and events,
+        with the keys the blocks would have written (test_identity_trail.py compares them). Format
+        2 wrote every projection with its block, so they are complete up to the tip: that is the
+        projector's position, and `registrations` is what the state at the tip holds."""
         with self.store.read() as txn:
             found = self.store.get_meta(txn, "index_format", 1)
         if found >= INDEX_FORMAT:
             return
         with self.store.write() as txn:
-            self._build_identity_index(txn)
+            if found < 2:
+                self._build_identity_index(txn)
+            seed_registrations(self.store, txn)
+            save_position(self.store, txn, self.store.get_meta(txn, "height"), 0)
             self.store.put_meta(txn, "index_format", INDEX_FORMAT)
 
     def _build_identity_index(self, txn: lmdb.Transaction) -> None:
@@ -414,12 +446,20 @@ class Ledger:
 
     def rebuild(self) -> RebuildReport:
         """Drop every projection and replay the stored blocks through execution, in one write
-        transaction. Each recomputed state root must equal the one stored before.
+        transaction, then project the read side again from what the replay wrote (in the
+        projector's slices: a crash during them resumes on the next open). Each recomputed state
+        root must equal the one stored before.
 
         The receipts and events stored before are checked too: with the replay's accumulator of
         each height they must give that height's root. Those that do not were changed after they
         were committed (the root covers them); the replay has written the committed ones back, and
-        the report names their heights."""
+        the report names their heights.
+
+        A store that joined by state sync holds no log before its snapshot, so it cannot be
+        replayed: `StoreError`."""
+        if self.history_from > 1:
+            raise StoreError(f"this store joined by state sync (its log starts at height {self.history_from}): "
+                             "it cannot be rebuilt from its log; sync a new store instead")
         with self.store.read() as txn:
             old_roots = dict(self.store.iter_prefix(txn, "roots", b""))
             old_results = {key: results_hash(self.store.stored_results(txn, int.from_bytes(key, "big")))
@@ -441,7 +481,21 @@ class Ledger:
                         repaired.append(block.height)
         finally:
             self.tip = self._load_tip()  # the store's, whether the rebuild committed or not
+        # The replay reset the projector's position: project everything again. Nothing reads
+        # meanwhile, so the projector need not hold every block's transactions for `tx_location`.
+        self._reload_projector(load_pending=False)
+        try:
+            self.projector.catch_up()
+        except BaseException:
+            self._reload_projector()  # a caller that goes on finds the blocks not projected yet
+            raise
         return RebuildReport(self.tip.height, tuple(repaired))
+
+    def _reload_projector(self, *, load_pending: bool = True) -> None:
+        """The store was rewritten under the projector: read its position again (keeping a test's hook)."""
+        fault = self.projector.fault
+        self.projector = Projector(self.store, self.chain_id, load_pending=load_pending)
+        self.projector.fault = fault
 
     def _tip_in(self, txn: lmdb.Transaction) -> ChainTip:
         get = self.store.get_meta
@@ -497,7 +551,7 @@ class Ledger:
         with self.store.write() as txn:
             if self.store.get_meta(txn, "height") != 0 or txn.get(height_key(1), db=self.store.dbs["blocks"]):
                 raise StoreError("a snapshot installs into an empty store only")
-            for name in ("state", "hist_wallet", "hist_holding", "hist_supply"):
+            for name in ("state", "hist_holding", "hist_supply", "wallet_changes") + READ_SIDE_DBS:
                 txn.drop(self.store.dbs[name], delete=False)
             accumulator = 0
             previous: bytes | None = None
@@ -516,7 +570,13 @@ class Ledger:
             tip = ChainTip(point.height, point.block_hash, point.time_ms, root, accumulator)
             self._write_tip(txn, tip)
             self.store.put_meta(txn, "history_from", point.height + 1)
+            # The read side starts at the snapshot: its wallet balances are in `hist_wallet` already
+            # (write_history_version), who is registered is what its state says, and the projector
+            # starts with the first block after it (no event before it is on this node).
+            seed_registrations(self.store, txn)
+            save_position(self.store, txn, point.height, 0)
         self.tip = tip
+        self._reload_projector()
         self._validated.clear()
         self._validator_hashes = None
         return tip

@@ -3,13 +3,18 @@
 Every answer is plain data (dicts, lists, ints, str, bytes), read in one LMDB read transaction so it
 is consistent with a single height. History (balances and holders at a past height) comes from
 versioned keys, one seek per holder, never from a replay.
+
+The indexes (by tx hash, event kind, token, address and identity, and wallet history) are
+projections that may trail the tip by a block while the projector runs (`projections`). Queries do
+not wait for it: what lies above its position is read from the write side (the blocks' receipts,
+events and wallet changes), so every answer is the tip's, projected or not.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import governance, layout, trail
+from . import governance, layout, projections, trail
 from .chain import Ledger
 from .compliance import valid_claim
 from .errors import NotFound
@@ -142,10 +147,10 @@ def nonce(ledger: Ledger, address: bytes) -> int:
 def transaction(ledger: Ledger, tx_hash: bytes) -> dict[str, Any]:
     """The committed transaction's receipt and events; `NotFound` if it is not in a block."""
     dbs = ledger.store.dbs
+    key = ledger.tx_location(tx_hash)  # before the read: a block projected meanwhile is in its snapshot
+    if key is None:
+        raise NotFound(f"no committed transaction {tx_hash.hex()}")
     with ledger.store.read() as txn:
-        key = txn.get(tx_hash, db=dbs["txs"])
-        if key is None:
-            raise NotFound(f"no committed transaction {tx_hash.hex()}")
         receipt = decode_value(txn.get(key, db=dbs["receipts"]))
         events = [_event(raw) for _, raw in ledger.store.iter_prefix(txn, "events", key)]
     height, index = int.from_bytes(key[:8], "big"), int.from_bytes(key[8:], "big")
@@ -179,13 +184,7 @@ def events(ledger: Ledger, *, token: str | None = None, address: bytes | None = 
     out: list[dict[str, Any]] = []
     more = False
     with ledger.store.read() as txn:
-        for key, raw in ledger.store.iter_prefix(txn, index, prefix, prefix + first):
-            ekey = key[len(prefix):]
-            height = unpack_event_key(ekey)[0]
-            if height > top:
-                break
-            if index != "events":
-                raw = txn.get(ekey, db=ledger.store.dbs["events"])
+        for ekey, raw in _matching_events(ledger, txn, index, prefix, first, top, identity):
             event = _event(raw)
             if (kind is not None and event["kind"] != kind) or (token is not None and event["token"] != token) \
                     or (address is not None and address not in event["addresses"]):
@@ -196,6 +195,23 @@ def events(ledger: Ledger, *, token: str | None = None, address: bytes | None = 
             event["cursor"] = ekey
             out.append(event)
     return {"events": out, "next": out[-1]["cursor"] if more else None}
+
+
+def _matching_events(ledger: Ledger, txn: Any, index: str, prefix: bytes, first: bytes, top: int,
+                     identity: str | None) -> Any:
+    """(event key, stored event) from `first` up to height `top`, in log order: through `index`
+    up to the projector's position, and above it (the blocks not projected yet) from the events
+    themselves (`projections.Tail`). The caller checks the kind, token and address filters."""
+    tail = projections.Tail(ledger.store, txn, ledger.chain_id)
+    indexed_top = top if index == "events" else min(top, tail.projected)
+    events_db = ledger.store.dbs["events"]
+    for key, raw in ledger.store.iter_prefix(txn, index, prefix, prefix + first):
+        ekey = key[len(prefix):]
+        if unpack_event_key(ekey)[0] > indexed_top:
+            break
+        yield ekey, (raw if index == "events" else txn.get(ekey, db=events_db))
+    if indexed_top < top:
+        yield from tail.events(first, top, identity)
 
 
 def identity_history(ledger: Ledger, identity_id: str, *, kind: str | None = None, from_height: int = 0,

@@ -1,23 +1,32 @@
 """The LMDB store: one environment, named sub-databases, and the verbs that write a block.
 
-Sub-databases (all keys big-endian so LMDB's byte order is height order):
+Sub-databases (all keys big-endian so LMDB's byte order is height order). The log, and what
+validating and executing the next block needs (the write side), are written with the block in ONE
+write transaction; LMDB syncs on commit, so a crash leaves the store at the last whole block:
 
-- `meta`        chain id, genesis, height, last block hash and time, state accumulator and root
+- `meta`        chain id, genesis, height, last block hash and time, state accumulator and root,
+                and the projector's position (`projected_height`, `projected_txs`)
 - `blocks`      height -> encoded block            (the log: source of truth)
 - `certs`       height -> commit certificate bytes  (the log: proof of agreement)
 - `roots`       height -> state root after that block
+- `receipts`    height . tx index -> receipt        (covered by the state root)
+- `events`      height . tx index . event index -> event  (covered by the state root)
+- `state`       the state (see `layout`), the only part hashed into the state root's accumulator
+- `hist_holding` token . NUL . identity . NUL . inverted height -> identity balance at that height
+- `hist_supply` token . NUL . inverted height -> total supply at that height (both read by
+                execution: record dates of distributions, ballots and liquidations)
+- `wallet_changes` height . token . NUL . address -> the wallet's balance after that block: the
+                block's input for `hist_wallet`, appended, consumed (deleted) once projected
+
+The read side: projections that only queries read, written after the block by the projector
+(`projections.Projector`) in its own write transactions, and rebuilt from the log:
+
 - `txs`         tx hash -> height . tx index
-- `receipts`    height . tx index -> receipt
-- `events`      height . tx index . event index -> event
 - `ev_token`, `ev_address`, `ev_kind`   index key . event key -> ""
 - `ev_identity` identity id . NUL . event key -> ""  (every event that concerns the identity: `trail`)
-- `state`       the projections (see `layout`), the only part hashed into the state root
 - `hist_wallet` token . NUL . address . inverted height -> balance at that height
-- `hist_holding` token . NUL . identity . NUL . inverted height -> identity balance at that height
-- `hist_supply` token . NUL . inverted height -> total supply at that height
-
-Everything for one block is written in one write transaction, and LMDB syncs on commit, so a crash
-leaves the store at the last whole block.
+- `registrations` b"w" . wallet -> identity id, b"i" . identity id -> "": who was registered as at
+                the projected height (the identity trail reads wallets as at the event's block)
 """
 
 from __future__ import annotations
@@ -39,20 +48,28 @@ from .state import State, decode_value, encode_value
 #: certified roots: it is refused.
 STORE_FORMAT: int = 3
 
-#: The event indexes a store holds. They are projections outside the state root, so a store written
-#: before an index existed gains it in place (no resync): `Ledger` builds a missing index from the
-#: stored log when it opens the store. 1: by token, address and kind. 2: also by identity
-#: (`ev_identity`, see `trail`).
-INDEX_FORMAT: int = 2
+#: The projections a store holds. They are outside the state root, so a store written before a
+#: change gains it in place (no resync) when `Ledger` opens it. 1: event indexes by token, address
+#: and kind, written with the block. 2: also by identity (`ev_identity`, see `trail`), built from the
+#: stored log. 3: the indexes, the tx index and `hist_wallet` are written by the projector after the
+#: block (`projections`); a store of format 2 has them complete up to its tip, so it is migrated by
+#: recording that as the projector's position and seeding `registrations` from the state.
+INDEX_FORMAT: int = 3
 
 #: Virtual size LMDB may grow to; sparse, so it costs no disk until used.
 MAP_SIZE_BYTES: int = 1 << 36
 
 LOG_DBS: tuple[str, ...] = ("blocks", "certs")
-PROJECTION_DBS: tuple[str, ...] = (
-    "roots", "txs", "receipts", "events", "ev_token", "ev_address", "ev_kind", "ev_identity",
-    "state", "hist_wallet", "hist_holding", "hist_supply",
+#: Written with each block, in its write transaction: what executing the next block reads, and what
+#: the state root covers. Execution rebuilds them from the log (`Ledger.rebuild`).
+WRITE_SIDE_DBS: tuple[str, ...] = (
+    "roots", "receipts", "events", "state", "hist_holding", "hist_supply", "wallet_changes",
 )
+#: Written by the projector after the block (`projections`): only queries read them.
+READ_SIDE_DBS: tuple[str, ...] = (
+    "txs", "ev_token", "ev_address", "ev_kind", "ev_identity", "hist_wallet", "registrations",
+)
+PROJECTION_DBS: tuple[str, ...] = WRITE_SIDE_DBS + READ_SIDE_DBS
 DB_NAMES: tuple[str, ...] = ("meta",) + LOG_DBS + PROJECTION_DBS
 
 _U64 = struct.Struct(">Q")
@@ -163,10 +180,20 @@ class Store:
             self._write_history(txn, key, value, height)
         return accumulator % _ACCUMULATOR_MOD
 
-    def _write_history(self, txn: lmdb.Transaction, key: bytes, value: Any, height: int) -> None:
+    def _write_history(self, txn: lmdb.Transaction, key: bytes, value: Any, height: int, *,
+                       wallets: str = "wallet_changes") -> None:
+        """A balance's, holding's or supply's version at `height` (other keys have no history).
+        Wallet balances go to `wallet_changes` (the projector turns them into `hist_wallet`), or with
+        `wallets="hist_wallet"` straight into it (a snapshot's base: it has no block to project)."""
         if key.startswith(layout.BALANCE_PREFIX):
-            rest, db = key[len(layout.BALANCE_PREFIX):], self.dbs["hist_wallet"]
-        elif key.startswith(layout.HOLDING_PREFIX):
+            amount = _U64.pack(0 if value is None else value[0])
+            rest = key[len(layout.BALANCE_PREFIX):]
+            if wallets == "hist_wallet":
+                txn.put(rest + inverted_height(height), amount, db=self.dbs["hist_wallet"])
+            else:  # a block's writes come in key order, and heights only grow: an append
+                self.append(txn, "wallet_changes", height_key(height) + rest, amount)
+            return
+        if key.startswith(layout.HOLDING_PREFIX):
             rest, db = key[len(layout.HOLDING_PREFIX):] + layout.SEP, self.dbs["hist_holding"]
         elif key.startswith(layout.SUPPLY_PREFIX):
             rest, db = key[len(layout.SUPPLY_PREFIX):] + layout.SEP, self.dbs["hist_supply"]
@@ -175,7 +202,19 @@ class Store:
         txn.put(rest + inverted_height(height), _U64.pack(0 if value is None else value[0]), db=db)
 
     def balance_at(self, txn: lmdb.Transaction, history: str, prefix: bytes, height: int) -> int:
-        """The latest recorded balance under `prefix` at or before `height` (0 if none)."""
+        """The latest recorded balance under `prefix` at or before `height` (0 if none).
+
+        `hist_wallet` is a projection: above the projector's position (read in `txn`, so it matches
+        what `txn` sees) the blocks' own `wallet_changes` answer, newest first, one get per height."""
+        if history == "hist_wallet":
+            projected = self.get_meta(txn, "projected_height", 0)
+            if height > projected:
+                changes = self.dbs["wallet_changes"]
+                for at in range(height, projected, -1):
+                    raw = txn.get(height_key(at) + prefix, db=changes)
+                    if raw is not None:
+                        return _U64.unpack(raw)[0]
+                height = projected
         cursor = txn.cursor(db=self.dbs[history])
         if cursor.set_range(prefix + inverted_height(height)) and cursor.key()[: len(prefix)] == prefix \
                 and len(cursor.key()) == len(prefix) + 8:
@@ -251,6 +290,7 @@ class StoreHistory:
 
 def write_history_version(store: Store, txn: lmdb.Transaction, key: bytes, raw: bytes, height: int) -> None:
     """Record `key`'s stored value `raw` as its version at `height` in the history sub-databases
-    (balances, holdings, supply; other keys have no history). State sync uses it so that questions
-    about heights at or after a snapshot's find the values the snapshot installed."""
-    store._write_history(txn, key, decode_value(raw), height)
+    (balances straight into `hist_wallet`, holdings, supply; other keys have no history). State
+    sync uses it so that questions about heights at or after a snapshot's find the values the
+    snapshot installed."""
+    store._write_history(txn, key, decode_value(raw), height, wallets="hist_wallet")

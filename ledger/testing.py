@@ -7,6 +7,7 @@ Not used by the node. Keys come from the SHA-256 of a name, so a scenario reads 
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Any
 
 from nacl.signing import SigningKey
@@ -21,6 +22,10 @@ CHAIN_ID = "secledger-test"
 GENESIS_TIME_MS = 1_700_000_000_000
 #: A claim expiry far in the future (2100-01-01).
 FAR_FUTURE_S = 4_102_444_800
+#: `SECLEDGER_TEST_PROJECTION=lazy` makes every harness leave the read side unprojected (the
+#: default projects it after each commit, as a node does): every query must then give the same
+#: answer from the write side (docs/TESTING.md).
+PROJECTION_ENVIRONMENT_VARIABLE = "SECLEDGER_TEST_PROJECTION"
 
 
 def key_for(name: str) -> SigningKey:
@@ -58,9 +63,14 @@ def governed_genesis(members: tuple[tuple[str, tuple[str, ...]], ...] = (("m0", 
 class LedgerHarness:
     """Drives a `Ledger` block by block, as a node would after consensus decided."""
 
-    def __init__(self, path: str, *, genesis: Genesis | None = None) -> None:
+    def __init__(self, path: str, *, genesis: Genesis | None = None, project: bool | None = None) -> None:
+        """`project`: bring the read side to the tip after each commit, as a node does (default,
+        unless `SECLEDGER_TEST_PROJECTION=lazy`); False leaves it to the test (`ledger.project`)."""
         self.genesis = genesis or test_genesis()
         self.ledger = Ledger.open(path, self.genesis)
+        if project is None:
+            project = os.environ.get(PROJECTION_ENVIRONMENT_VARIABLE, "eager") != "lazy"
+        self.project = project
         self.signers: dict[str, Signer] = {}
         self.time_ms = self.ledger.tip.time_ms
 
@@ -87,7 +97,10 @@ class LedgerHarness:
     def commit(self, *txs: bytes, advance_ms: int = 1000) -> BlockResult:
         block = self.block(list(txs), advance_ms=advance_ms)
         self.ledger.validate_block(block)
-        return self.ledger.apply_block(block, b"certificate:" + block.hash)
+        result = self.ledger.apply_block(block, b"certificate:" + block.hash)
+        if self.project:
+            self.ledger.catch_up()
+        return result
 
     def run(self, tx: bytes, *, advance_ms: int = 1000) -> Outcome:
         """Commit one transaction alone in a block; its outcome."""

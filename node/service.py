@@ -4,7 +4,13 @@ together on one asyncio loop.
 Start-up is a stack (ledger, mempool, peers, consensus or observer, RPC) and shutdown runs it in
 reverse: stop accepting RPC, stop consensus and sync, close peer links, close the store. Every
 commit goes through `_on_commit`, which updates the mempool, wakes `tx_wait` callers, publishes to
-subscribers and tells peers our new height.
+subscribers, tells peers our new height, and wakes the projector.
+
+The projector (`ledger.projections`) brings the read side (tx index, event indexes, wallet history)
+up to the tip after each commit, in a task of its own on the same loop, one bounded slice at a
+time with a turn of the loop between slices. Each slice, like each block's apply, is one LMDB write
+transaction begun and committed within one synchronous call: no write transaction is ever open
+across an `await`, so the two never hold LMDB's single writer at once (docs/NODE.md, "The read side").
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from consensus.timeouts import TimeoutConfig
 from ledger import Block, BlockResult, Ledger, Transaction, decode_transaction, queries
 from ledger.store import event_key
 
+from . import fault_points
 from .console import mount as mount_console
 from .mempool.gossip_ingest import GossipIngest
 from .mempool.pool import Mempool, MempoolRefusal
@@ -61,6 +68,10 @@ PROPOSE_DRAIN_S: float = 0.025
 PROPOSE_WAIT_MS: int = 40
 #: RPC calls may take this long (tx_wait waits up to a minute).
 RPC_CALL_TIMEOUT_MS: int = 70_000
+#: Most blocks the read side may trail the tip by after a commit. Queries read what the projector
+#: has not reached from the write side, at a cost that grows with the gap; past this many blocks
+#: the commit projects at once, without yielding (block sync applying blocks back to back).
+PROJECTION_LAG_BLOCKS_MAX: int = 8
 
 
 class Node:
@@ -138,6 +149,8 @@ class Node:
                              call_timeout_ms=RPC_CALL_TIMEOUT_MS)
         if config.rpc.console:
             mount_console(self.rpc)  # the regulator's read-only web console at /console/ (docs/CONSOLE.md)
+        self._projection_wanted = asyncio.Event()
+        self.ledger.fault = fault_points.ledger_hook()  # None unless a test arms SECLEDGER_TEST_FAULT
         self.ops = Operations(self)  # metrics, /health and /ready, the periodic summary (node/ops/)
         self.loop_stalls = LoopStallMonitor()  # the event loop's stalls, for the metrics (node/ops/loop_stalls.py)
 
@@ -236,7 +249,9 @@ class Node:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._status_loop(), name="status"),
                        loop.create_task(self._gossip_loop(), name="gossip"),
-                       loop.create_task(self._ingest.run(), name="ingest")]
+                       loop.create_task(self._ingest.run(), name="ingest"),
+                       loop.create_task(self._projection_loop(), name="projection")]
+        self._projection_wanted.set()  # after a crash between a commit and its projection: resume
         log.info("%s %s started at height %d: p2p %s:%d, rpc %s", self.config.node.mode,
                  self.config.node.moniker, self.ledger.tip.height, self.config.p2p.listen.host,
                  self.peers.listen_port, self.rpc.url)
@@ -393,6 +408,34 @@ class Node:
         self._send_status()
         # Last: clients and peers hear of the commit first; rebuilding the pending state can wait.
         self.mempool.update(r.tx_hash for r in result.receipts)
+        self._projection_wanted.set()
+        if self.ledger.tip.height - self.ledger.projected_height > PROJECTION_LAG_BLOCKS_MAX:
+            self._project_now()
+
+    def _project_now(self) -> None:
+        """The projector task has fallen behind (blocks applied back to back): catch up to the
+        bound before going on."""
+        try:
+            while self.ledger.tip.height - self.ledger.projected_height > PROJECTION_LAG_BLOCKS_MAX:
+                self.ledger.project()
+        except Exception:
+            log.exception("projection failed at height %d", self.ledger.projected_height + 1)
+
+    async def _projection_loop(self) -> None:
+        """Project the read side up to the tip after each commit: one slice (one write transaction,
+        `ledger.projections.SLICE_ITEMS_MAX` receipts and events at most) per turn of the loop, so a
+        vote or a proposal waits for one slice at most."""
+        while True:
+            await self._projection_wanted.wait()
+            self._projection_wanted.clear()
+            try:
+                while self.ledger.project():
+                    await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the disk, LMDB's map: queries still answer from the write side
+                log.exception("projection failed at height %d; retrying after the next commit",
+                              self.ledger.projected_height + 1)
 
     def _apply_synced(self, block: Block, certificate: bytes) -> BlockResult | None:
         if self.driver is not None:

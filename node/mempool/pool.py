@@ -215,9 +215,9 @@ class Mempool:
         execute_transaction(self._overlay, tx, time_s=self._time_s(), height=self.ledger.tip.height + 1)
 
     def _committed(self, tx_hash: bytes) -> bool:
-        # The pending state's snapshot is renewed after every commit, so it knows every block.
-        assert self._txn is not None
-        return self._txn.get(tx_hash, db=self.ledger.store.dbs["txs"]) is not None
+        # Not through the pending state's snapshot: the tx index is a projection, written after the
+        # block; the ledger finds a committed transaction whether it is projected yet or not.
+        return self.ledger.tx_location(tx_hash) is not None
 
 
 def _decode_reason(exc: Exception) -> str:

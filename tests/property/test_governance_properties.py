@@ -159,6 +159,7 @@ def _raw(h: LedgerHarness, key: bytes) -> bytes | None:
 
 
 def _snapshot(h: LedgerHarness) -> dict[str, list[tuple[bytes, bytes]]]:
+    h.ledger.catch_up()  # the read side too
     with h.ledger.store.read() as txn:
         return {name: list(txn.cursor(db=h.ledger.store.dbs[name])) for name in DB_NAMES}
 

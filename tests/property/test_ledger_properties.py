@@ -355,6 +355,7 @@ def _tuples(value: Any) -> Any:
 
 
 def _snapshot(ledger) -> dict[str, list[tuple[bytes, bytes]]]:
+    ledger.catch_up()  # the read side too (blocks applied here directly are not projected yet)
     with ledger.store.read() as txn:
         return {name: list(txn.cursor(db=ledger.store.dbs[name])) for name in DB_NAMES}
 

@@ -281,6 +281,7 @@ def test_offerings_conserve_units_and_cash_and_settle_every_escrow(t, first, pla
 def _snapshot(h: LedgerHarness) -> dict[str, list[tuple[bytes, bytes]]]:
     from ledger.store import DB_NAMES
 
+    h.ledger.catch_up()  # the read side too (blocks applied here directly are not projected yet)
     with h.ledger.store.read() as txn:
         return {name: list(txn.cursor(db=h.ledger.store.dbs[name])) for name in DB_NAMES}
 

@@ -302,6 +302,7 @@ def _stored_block(h: LedgerHarness, height: int) -> tuple[Block, bytes]:
 
 
 def _snapshot(ledger: Any) -> dict[str, list[tuple[bytes, bytes]]]:
+    ledger.catch_up()  # the read side too (blocks applied here directly are not projected yet)
     with ledger.store.read() as txn:
         return {name: list(txn.cursor(db=ledger.store.dbs[name])) for name in DB_NAMES}
 

@@ -205,3 +205,28 @@ def test_a_transaction_the_rules_refused_in_its_block_is_still_already_committed
     assert str(result.receipts[0].outcome) == "0x52 insufficient_balance"
     mempool.update(r.tx_hash for r in result.receipts)
     assert refusal(mempool, doomed).reason == "already_committed"
+
+
+@pytest.mark.parametrize("projected", ["before the update", "after the update", "never"])
+def test_a_committed_transaction_is_known_whether_its_block_is_projected_or_not(chain, projected):
+    """The tx index is a projection written after the block (ledger/projections.py): the mempool
+    still refuses a committed transaction's bytes as `already_committed` while its block waits
+    for the projector, and once the projector ran after the mempool renewed its pending state."""
+    chain.project = False
+    mempool = Mempool(chain.ledger)
+    alice = chain.signer("alice")
+    first = alice.transfer("ACME", chain.address("bob"), 1)
+    late_copy = mempool.decode(first, verify_signature=True)
+    mempool.add(first)
+    result = chain.commit(first)
+    if projected == "before the update":
+        chain.ledger.catch_up()
+    mempool.update(r.tx_hash for r in result.receipts)
+    if projected == "after the update":
+        chain.ledger.catch_up()
+    assert (chain.ledger.projected_height == chain.ledger.tip.height) == (projected != "never")
+    for check_rules in (True, False):
+        assert refusal(mempool, first, check_rules=check_rules).reason == "already_committed"
+    with pytest.raises(MempoolRefusal) as caught:
+        mempool.admit(late_copy, check_rules=False)
+    assert caught.value.reason == "already_committed"
