@@ -429,8 +429,8 @@ REPLAY_PAGE_BLOCKS: int = 100
 REPLAY_PAGE_EVENTS: int = 500
 
 
-class BlocksHistory:
-    """The `blocks` topic's payloads of committed heights, for `subscribe` with `from_height`."""
+class _CommittedHistory:
+    """What a topic's replay needs of the ledger besides its pages: the tip and the first height held."""
 
     def __init__(self, ledger: Callable[[], Ledger]) -> None:
         self._ledger = ledger
@@ -440,6 +440,10 @@ class BlocksHistory:
 
     def first_height(self) -> int:
         return self._ledger().history_from
+
+
+class BlocksHistory(_CommittedHistory):
+    """The `blocks` topic's payloads of committed heights, for `subscribe` with `from_height`."""
 
     def page(self, filter: dict[str, Any], from_height: int, to_height: int,
              after: int | None) -> tuple[list[Any], int | None]:
@@ -448,17 +452,8 @@ class BlocksHistory:
         return [block_payload(self._ledger(), h) for h in range(start, end + 1)], (end + 1 if end < to_height else None)
 
 
-class EventsHistory:
+class EventsHistory(_CommittedHistory):
     """The `events` topic's payloads of committed heights, as `events_query` pages them."""
-
-    def __init__(self, ledger: Callable[[], Ledger]) -> None:
-        self._ledger = ledger
-
-    def tip(self) -> int:
-        return self._ledger().tip.height
-
-    def first_height(self) -> int:
-        return self._ledger().history_from
 
     def page(self, filter: dict[str, Any], from_height: int, to_height: int,
              after: bytes | None) -> tuple[list[Any], bytes | None]:

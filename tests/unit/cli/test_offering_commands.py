@@ -10,11 +10,13 @@ import pytest
 
 from cli import commands
 from cli import offering as offering_commands
-from cli.main import build_parser, main
+from cli.main import build_parser
 from ledger import decode_transaction
 from ledger.client import Signer
 from ledger.testing import key_for
 from node.setup.keys import save_key
+
+from .test_cli_failures import one_line, run
 
 T = bytes(key_for("treasury").verify_key).hex()
 OPEN = ["offering", "open", "OFF-1", "--token", "ACME", "--cash-token", "USD", "--price", "2500", "--raise-min",
@@ -31,22 +33,6 @@ CASES = {  # argv after the subcommand's key -> (kind, body)
     "close": (["offering", "close", "OFF-1"], "offering.close", {"id": "OFF-1"}),
     "cancel": (["offering", "cancel", "OFF-1"], "offering.cancel", {"id": "OFF-1"}),
 }
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
-
-
-def one_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 class Node:
