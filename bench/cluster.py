@@ -24,13 +24,15 @@ Beside it, the machine's bound: Ed25519 verifications per second on all cores (p
 os.cpu_count() processes), divided by the number of nodes that must verify each transaction.
 
     .venv/bin/python bench/cluster.py [--seconds 15] [--clients 8] [--loads 200,500,1000,2000]
-                                      [--out docs/bench] [--profile] [--no-write] [--saturation-only]
+                                      [--out docs/bench] [--profile [--profile-nodes validator-0,observer-0]]
+                                      [--no-write] [--saturation-only]
 
 Writes docs/bench/cluster.png, docs/bench/cluster.json and the "## Cluster" section of
 docs/BENCHMARKS.md (other sections are left as they are). `--profile` adds a second, separate
-saturation run with validator-0 under `py-spy record` (pip install py-spy), writes where its time
-goes, and keeps the raw stacks in docs/bench/cluster-profile-validator-0.txt.gz (for flame graphs;
-summarize again with `--summarize-profile FILE`). Needs matplotlib for the plot.
+saturation run with validator-0 (or the nodes `--profile-nodes` names) under `py-spy record`, writes
+where each one's time goes, as shares and as microseconds of its CPU per committed transfer, and
+keeps the raw stacks in docs/bench/cluster-profile-NODE.txt.gz (for flame graphs; summarize again
+with `--summarize-profile FILE`). Needs matplotlib for the plot.
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ BIN = Path(sys.executable).parent
 SECLEDGER = str(BIN / "secledger")
 DEFAULT_OUT = ROOT / "docs" / "bench"
 VALIDATORS, OBSERVERS = 4, 1
+#: py-spy's sampling rate for `--profile` (non-blocking: the node is never paused).
+PROFILE_RATE_HZ: int = 200
 TOKEN = "BENCH"
 RULES = {"required_claims": ["kyc"], "country_block": ["IR", "KP", "SY"], "check_sender": True}
 COUNTRIES = ("US", "DE", "FR", "GB", "CH")
@@ -137,9 +141,10 @@ def ed25519_bound(seconds: float = 2.0) -> tuple[float, int]:
 
 
 class Cluster:
-    def __init__(self, directory: Path, *, profile_to: Path | None = None) -> None:
+    def __init__(self, directory: Path, *, profile_to: dict[str, Path] | None = None) -> None:
         self.directory = directory
-        self.profile_to = profile_to
+        #: node name -> where py-spy writes its raw stacks; those nodes run under py-spy.
+        self.profile_to = profile_to or {}
         base = free_port_base(3 * (VALIDATORS + OBSERVERS))  # peers and RPC, then metrics
         out = subprocess.run([SECLEDGER, "testnet", "--validators", str(VALIDATORS), "--observers", str(OBSERVERS),
                               "--out", str(directory), "--port-base", str(base)],
@@ -171,9 +176,9 @@ class Cluster:
     def start(self) -> None:
         for name, node in self.nodes.items():
             command = [SECLEDGER, "start", "--config", node["config"]]
-            if self.profile_to is not None and name == "validator-0":
-                command = [str(BIN / "py-spy"), "record", "--format", "raw", "--rate", "200", "--nonblocking",
-                           "--output", str(self.profile_to), "--", *command]
+            if name in self.profile_to:
+                command = [str(BIN / "py-spy"), "record", "--format", "raw", "--rate", str(PROFILE_RATE_HZ),
+                           "--nonblocking", "--output", str(self.profile_to[name]), "--", *command]
             log_file = open(self.log_path(name), "ab")  # noqa: SIM115 - owned by the child
             self.processes[name] = subprocess.Popen(command, stdout=log_file, stderr=log_file,
                                                     start_new_session=True)
@@ -182,7 +187,7 @@ class Cluster:
     def node_pid(self, name: str) -> int:
         """The node's own pid (under py-spy, its child's)."""
         pid = self.processes[name].pid
-        if self.profile_to is not None and name == "validator-0":
+        if name in self.profile_to:
             children = _children(pid)
             if children:
                 return children[0]
@@ -218,12 +223,13 @@ class Cluster:
         return used
 
     def stop(self) -> None:
-        spy = self.processes.get("validator-0") if self.profile_to is not None else None
-        if spy is not None:
-            # py-spy writes its profile when the node it runs exits: stop the node, then wait for py-spy.
+        spies = [self.processes[name] for name in self.profile_to if name in self.processes]
+        # py-spy writes its profile when the node it runs exits: stop the nodes, then wait for py-spy.
+        for spy in spies:
             for pid in _children(spy.pid):
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGTERM)
+        for spy in spies:
             try:
                 spy.wait(30)
             except subprocess.TimeoutExpired:
@@ -828,25 +834,32 @@ async def session(cluster: Cluster, args: argparse.Namespace, *, loads: list[flo
 #: on the stack, its activity the first of ACTIVITIES likewise; so renames inside a phase do not
 #: move time between phases, and an Ed25519 verify is one wherever it happens.
 PHASES: tuple[tuple[str, str], ...] = (
-    ("tx admission (Mempool.add)", r"^Mempool\.add "),
+    ("client tx admission (Node.submit)", r"^Node\.submit "),
+    ("gossiped tx admission (GossipIngest)", r"^(GossipIngest\.|Node\._admit_gossiped )"),
+    ("tx admission, other (Mempool.add)", r"^Mempool\.add "),
     ("mempool rebuild after a block (Mempool.update)", r"^Mempool\.update "),
+    ("proposal's txs into the mempool (Mempool.note_proposed)", r"^Mempool\.note_proposed "),
     ("block validation (Ledger.validate_block)", r"^Ledger\.validate_block "),
     ("block apply (Ledger.apply_block)", r"^Ledger\.apply_block "),
+    ("projection after the commit (Ledger.project)", r"^(Ledger\.project|Ledger\.catch_up|Projector\.) "),
     ("proposal (Mempool.reap, Ledger.build_block)", r"^(Mempool\.reap|Ledger\.build_block) "),
     ("double-sign guard (write + fsync before each vote)", r"^SignStateFile\."),
     ("peer links (encryption, framing)", r"^SecretConnection\."),
-    ("peer wire messages (node/p2p/wire.py)", r"\(node/wire\.py\)$"),
+    ("peer wire messages (node/p2p/wire.py)", r"\(node/p2p/wire\.py\)$"),
     ("consensus core and driver", r"(\(consensus/|^ConsensusDriver\.)"),
+    ("commit bookkeeping (Node._on_commit: watchers, subscribers)", r"^Node\._on_commit "),
     ("JSON-RPC server (aiohttp, dispatch, JSON)", r"(\(node/rpc/|\(aiohttp/|^RpcServer\.)"),
     ("peer links (other, node/p2p)", r"\(node/p2p/"),
+    ("metrics and loop-stall probe (node/ops)", r"\(node/ops/"),
 )
 ACTIVITIES: tuple[tuple[str, str], ...] = (
     ("Ed25519 verify", r"^crypto_sign_open "),
     ("tx decode + canonical check", r"^(decode_transaction|Ledger\._decode_txs) "),
-    ("LMDB write, receipts, state root", r"^Ledger\._write_results "),
-    ("rules and state", r"\(ledger/(execution|state|layout|reasons|countries)\.py\)$"),
-    ("fsync/file I/O", r"^(fsync|SignStateFile\.save) "),
-    ("JSON", r"\(json/"),
+    ("LMDB write, receipts, state root", r"^(Ledger\._write_results|Store\.flush_state|Transaction\.commit) "),
+    ("rules and state", r"\(ledger/(execution|state|layout|reasons|countries|compliance|holdings|transfers"
+                        r"|permissions|context|handlers|identities|roles|governance|trail)\.py\)$"),
+    ("fsync/file I/O", r"^(fsync|fdatasync|SignStateFile\.save) "),
+    ("JSON", r"(\(json/|orjson|msgspec/.*json)"),
     ("msgpack", r"(msgpack|\(ledger/codec\.py\)$)"),
 )
 
@@ -1123,7 +1136,7 @@ def write_section(text: str) -> Path:
 
 
 def run_cluster(args: argparse.Namespace, *, loads: list[float], saturation_only: bool,
-                profile_to: Path | None = None) -> tuple[list[RunResult], dict[str, float], dict[str, str]]:
+                profile_to: dict[str, Path] | None = None) -> tuple[list[RunResult], dict[str, float], dict[str, str]]:
     directory = Path(tempfile.mkdtemp(prefix="secledger-cluster-"))
     cluster = None
     try:
@@ -1159,6 +1172,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the PNG and JSON go")
     parser.add_argument("--profile", action="store_true",
                         help="also profile validator-0 with py-spy in a separate saturation run")
+    parser.add_argument("--profile-nodes", default="validator-0",
+                        help="nodes --profile runs under py-spy, comma-separated (default validator-0)")
     parser.add_argument("--saturation-only", action="store_true", help="skip the fixed-load runs")
     parser.add_argument("--no-write", action="store_true",
                         help="leave docs/ alone: the PNG and JSON go to a temporary directory unless --out is given")
@@ -1190,27 +1205,39 @@ def main() -> int:
         log("interrupted; every node stopped")
         return 130
     profile = None
+    profiles: dict[str, Any] = {}
     if args.profile:
-        raw = Path(tempfile.mkdtemp(prefix="secledger-pyspy-")) / "validator-0.txt"
+        names = [n.strip() for n in args.profile_nodes.split(",") if n.strip()]
+        raw_dir = Path(tempfile.mkdtemp(prefix="secledger-pyspy-"))
+        raws = {name: raw_dir / f"{name}.txt" for name in names}
         try:
-            prof_results, _, _ = run_cluster(args, loads=[], saturation_only=True, profile_to=raw)
+            prof_results, _, _ = run_cluster(args, loads=[], saturation_only=True, profile_to=raws)
         except KeyboardInterrupt:
             log("interrupted; every node stopped")
-            shutil.rmtree(raw.parent, ignore_errors=True)
+            shutil.rmtree(raw_dir, ignore_errors=True)
             return 130
-        for _ in range(100):  # py-spy writes once the node has exited
-            if raw.exists() and raw.stat().st_size:
-                break
-            time.sleep(0.1)
-        if raw.exists():
-            profile = {**summarize_profile(raw), "rate": 200, "throughput": prof_results[0].throughput,
-                       "command": "py-spy record --format raw --rate 200 --nonblocking -- secledger start ..."}
+        prof = prof_results[0]
+        for name, raw in raws.items():
+            for _ in range(100):  # py-spy writes once the node has exited
+                if raw.exists() and raw.stat().st_size:
+                    break
+                time.sleep(0.1)
+            if not raw.exists():
+                log(f"warning: py-spy wrote no profile of {name}")
+                continue
+            summary = summarize_profile(raw)
+            # The node's CPU per committed transfer in that run, split by the profile's shares.
+            cpu_us = prof.cores_used.get(name, math.nan) * prof.span_s / max(prof.committed, 1) * 1e6
+            summary.update(rate=PROFILE_RATE_HZ, throughput=prof.throughput, cpu_us_per_tx=cpu_us,
+                           phases_us=[(f, round(pct * cpu_us / 100, 1)) for f, pct in summary["phases"]],
+                           categories_us=[(f, round(pct * cpu_us / 100, 1)) for f, pct in summary["categories"]],
+                           command=f"py-spy record --format raw --rate {PROFILE_RATE_HZ} --nonblocking -- secledger start ...")
+            profiles[name] = summary
             args.out.mkdir(parents=True, exist_ok=True)
-            with open(raw, "rb") as source, gzip.open(args.out / "cluster-profile-validator-0.txt.gz", "wb") as target:
+            with open(raw, "rb") as source, gzip.open(args.out / f"cluster-profile-{name}.txt.gz", "wb") as target:
                 shutil.copyfileobj(source, target)
-        else:
-            log("warning: py-spy wrote no profile")
-        shutil.rmtree(raw.parent, ignore_errors=True)
+        profile = profiles.get("validator-0") or next(iter(profiles.values()), None)
+        shutil.rmtree(raw_dir, ignore_errors=True)
     log("measuring the Ed25519 bound again")
     verify_after, _ = ed25519_bound()
     if abs(verify_after - verify_per_s) > 0.15 * max(verify_after, verify_per_s):
@@ -1225,7 +1252,7 @@ def main() -> int:
         "verify_per_s": verify_per_s, "verify_before_after": [verify_before, verify_after], "bound_workers": workers, "bound_per_node_tx_s": bound,
         "ratio": sat.throughput / bound, "peak_memory_mib": peaks, "rss_end_mib": rss_end, "runs": [vars(r) for r in results],
         "loadavg_before": " ".join(loadavg_before), "profile_requested": args.profile,
-        "profile": profile, "config_overrides": CONFIG_OVERRIDES, "wall_s": time.monotonic() - wall,
+        "profile": profile, "profiles": profiles, "config_overrides": CONFIG_OVERRIDES, "wall_s": time.monotonic() - wall,
     }
     if args.no_write and args.out == DEFAULT_OUT:
         args.out = Path(tempfile.mkdtemp(prefix="secledger-bench-"))
@@ -1240,19 +1267,20 @@ def main() -> int:
     print("peak memory (MiB): " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()))
     for r in sorted(results, key=lambda r: (r.mode != "saturation", r.offered)):
         print(_row(r))
-    if profile:
-        print(f"\nprofile of validator-0 ({profile['samples']} samples), by phase:")
-        for name, pct in profile["phases"]:
-            print(f"  {pct:5.1f} %  {name}")
+    for name, prof in profiles.items():
+        print(f"\nprofile of {name} ({prof['samples']} samples; {prof['cpu_us_per_tx']:.0f} us of its CPU per "
+              f"committed transfer at {prof['throughput']:.0f} tx/s), by phase:")
+        for (phase, pct), (_, us) in zip(prof["phases"], prof["phases_us"], strict=True):
+            print(f"  {pct:5.1f} %  {us:6.1f} us  {phase}")
         print("by phase and activity:")
-        for name, pct in profile["categories"]:
-            print(f"  {pct:5.1f} %  {name}")
+        for (category, pct), (_, us) in zip(prof["categories"], prof["categories_us"], strict=True):
+            print(f"  {pct:5.1f} %  {us:6.1f} us  {category}")
         print("self time:")
-        for name, pct in profile["self"]:
-            print(f"  {pct:5.1f} %  {name}")
+        for function, pct in prof["self"]:
+            print(f"  {pct:5.1f} %  {function}")
         print("inclusive:")
-        for name, pct in profile["inclusive"]:
-            print(f"  {pct:5.1f} %  {name}")
+        for function, pct in prof["inclusive"]:
+            print(f"  {pct:5.1f} %  {function}")
     print(f"\nwrote {png} and {args.out / 'cluster.json'}")
     if not args.no_write:
         try:

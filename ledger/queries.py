@@ -42,7 +42,9 @@ def _check_height(ledger: Ledger, height: int | None) -> int:
 def chain_status(ledger: Ledger) -> dict[str, Any]:
     tip = ledger.tip
     return {"chain_id": ledger.chain_id, "height": tip.height, "block_hash": tip.block_hash,
-            "time_ms": tip.time_ms, "state_root": tip.state_root, "genesis_hash": ledger.genesis.hash}
+            "time_ms": tip.time_ms, "state_root": tip.state_root, "genesis_hash": ledger.genesis.hash,
+            # the first height whose block this node holds: above 1 once it joined by state sync
+            "history_from": ledger.history_from}
 
 
 def token_info(ledger: Ledger, symbol: str) -> dict[str, Any]:

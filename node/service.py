@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,13 @@ RPC_CALL_TIMEOUT_MS: int = 70_000
 #: has not reached from the write side, at a cost that grows with the gap; past this many blocks
 #: the commit projects at once, without yielding (block sync applying blocks back to back).
 PROJECTION_LAG_BLOCKS_MAX: int = 8
+#: A node at least this many heights behind its most advanced peer ignores gossiped transactions
+#: until block sync brings it closer: against a state that old they would only be refused (nonce
+#: gaps), after their signature checks took the CPU the catch-up needs. Their origins keep and
+#: propose them. (CometBFT's mempool likewise ignores transactions while its node block-syncs.)
+GOSSIP_IGNORED_BEHIND_HEIGHTS: int = 4
+#: A full gossip backlog is reported at most this often, with the count since the last report.
+GOSSIP_DROP_LOG_INTERVAL_S: float = 10.0
 
 
 class Node:
@@ -100,6 +108,10 @@ class Node:
         self.halted: str | None = None
         self._gossip: list[bytes] = []
         self._ingest = GossipIngest(self._admit_gossiped, self._wake_driver)
+        #: Gossiped transactions not admitted, by why (metrics): "behind" (see GOSSIP_IGNORED_BEHIND_HEIGHTS),
+        #: "backlog_full" (GossipIngest's queue was full). They only go up.
+        self.gossip_ignored: dict[str, int] = {"behind": 0, "backlog_full": 0}
+        self._gossip_drops_reported = (0, -math.inf)  # (count, time.monotonic()) of the last report
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self.seen = SeenTransactions()  # admitted transactions, to tell a client its tx was replaced
         self._tasks: list[asyncio.Task[None]] = []
@@ -505,10 +517,12 @@ class Node:
                     self.driver.on_peer_committed()
             case wire.Txs(txs):
                 if self.driver is not None and self.halted is None:
-                    if not self._ingest.offer(txs):
+                    if self.behind_peers():
+                        self.gossip_ignored["behind"] += len(txs)
+                    elif not self._ingest.offer(txs):
                         # The origin keeps them and proposes them in its turn: nothing is lost.
-                        log.warning("gossip backlog full: dropped %d transactions from %s", len(txs),
-                                    peer.hex()[:12])
+                        self.gossip_ignored["backlog_full"] += len(txs)
+                        self._report_gossip_drops(peer)
             case wire.ConsensusMessage(data):
                 if self.driver is not None and peer in self.validator_peers:
                     self.driver.on_consensus_message(data)
@@ -530,6 +544,21 @@ class Node:
                 self.peers.send(peer, wire.encode(self.snapshots.headers(message)))
             case wire.GetValidators():
                 self.peers.send(peer, wire.encode(self.snapshots.validators(message)))
+
+    def behind_peers(self) -> bool:
+        """At least GOSSIP_IGNORED_BEHIND_HEIGHTS behind the most advanced peer (catching up)."""
+        highest = max(self.sync.peer_heights.values(), default=0)
+        return highest - self.ledger.tip.height >= GOSSIP_IGNORED_BEHIND_HEIGHTS
+
+    def _report_gossip_drops(self, peer: bytes) -> None:
+        # One line per interval, not one per batch: under load a full backlog drops dozens a second.
+        count, when = self._gossip_drops_reported
+        now = time.monotonic()
+        if now - when >= GOSSIP_DROP_LOG_INTERVAL_S:
+            dropped = self.gossip_ignored["backlog_full"]
+            log.warning("gossip backlog full: dropped %d transactions since the last report (the latest from %s); "
+                        "their origins keep them", dropped - count, peer.hex()[:12])
+            self._gossip_drops_reported = (dropped, now)
 
     async def _status_loop(self) -> None:
         while True:

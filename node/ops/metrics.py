@@ -222,6 +222,12 @@ class _NodeCollector(Collector):
         for (source, reason), count in sorted(mempool.refusals.items()):
             refusals.add_metric([source, reason], count)
         yield refusals
+        ignored = CounterMetricFamily(f"{PREFIX}gossip_ignored_transactions", "Gossiped transactions not "
+                                      "admitted nor checked, by why (behind: this node is catching up; "
+                                      "backlog_full: the admission queue was full).", labels=["reason"])
+        for reason, count in sorted(self.node.gossip_ignored.items()):
+            ignored.add_metric([reason], count)
+        yield ignored
 
     def _peers(self) -> Iterator[Metric]:
         node = self.node

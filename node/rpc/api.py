@@ -235,7 +235,7 @@ def build_registry(node: NodeApi) -> MethodRegistry:
         return {"address": address, "next_nonce": node.next_nonce(bytes.fromhex(address)),
                 "committed_nonce": queries.nonce(ledger(), bytes.fromhex(address))}
 
-    registry.add(RpcMethod("chain_status", "Height, last block, state root, peers and sync state of this node.",
+    registry.add(RpcMethod("chain_status", "Height, last block, state root, first block held (history_from), peers and sync state of this node.",
                            (), OBJECT, chain_status))
     registry.add(RpcMethod("block_get", "A committed block with its commit certificate.",
                            (Param("height", HEIGHT),), OBJECT, block_get, errors=(ErrorCode.NOT_FOUND,)))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -48,6 +49,7 @@ from consensus.validators import Validator, ValidatorSet
 from ledger.client import Action, Signer
 from ledger.testing import FAR_FUTURE_S, key_for
 from node.rpc.client import RpcClient, RpcError, RpcTransportError
+from node.setup.config import load_config, render_config
 from node.setup.keys import load_key
 from node.validator.byzantine import ENVIRONMENT_VARIABLE as BYZANTINE_VARIABLE
 
@@ -66,9 +68,13 @@ FAULTS_VARIABLE = "SECLEDGER_CAMPAIGN_FAULTS"
 PROGRESS_HEIGHTS: int = 2
 #: ... within this bound (seconds), or the run is a liveness failure.
 PROGRESS_BOUND_S: float = 30.0
-#: A restarted node must fetch and verify at least this many blocks a second (on a loaded 2-core
-#: machine a wiped validator resyncs at about 50).
+#: A restarted node must fetch, verify and apply its backlog at least this fast: this many blocks a
+#: second (on a loaded 2-core machine a wiped validator resyncs small blocks at about 50 a second) ...
 RESYNC_BLOCKS_PER_S_MIN: float = 20.0
+#: ... plus this many of their transactions a second (under a load of half the machine's saturation,
+#: blocks carry hundreds of transactions, and a restarted node replays about 3,000 a second while
+#: four other nodes use the rest of the two cores).
+RESYNC_TXS_PER_S_MIN: float = 1_000.0
 #: After the last heal, every node (observer included) must reach the same height within this.
 CONVERGENCE_BOUND_S: float = 60.0
 #: How long the network may take to start and the set-up transactions to commit.
@@ -120,6 +126,15 @@ IN_A_BLOCK: tuple[str, ...] = ("committed", "rejected")
 FORBIDDEN_LOG_LINES = ("HALTED", "cannot verify", "reports state root", "Traceback")
 
 FAULT_KINDS: tuple[str, ...] = ("kill", "pause", "cut_pair", "isolate", "wipe", "observer_kill", "power")
+#: Every node takes a snapshot every this many blocks, so that a wiped validator can rejoin by state sync.
+SNAPSHOT_INTERVAL: int = 20
+#: A wiped validator rejoins by state sync, as an operator would restart it (`[statesync] enabled`,
+#: with a trust root read from a healthy validator), in this share of wipes, and in every wipe of a
+#: run whose open-loop load is at least WIPE_STATESYNC_RATE tx/s: replaying a whole chain of
+#: full blocks from genesis while the load goes on takes longer than the chain takes to grow. The
+#: other wipes replay every block by block sync. Before the first snapshot, every wipe replays.
+WIPE_STATESYNC_SHARE: float = 0.5
+WIPE_STATESYNC_RATE: float = 200.0
 #: The `power` fault: the consortium raises a validator's power by a proposal, then lowers it back
 #: (10 -> 13 moves less than a third of the set's 40; the set of every height changes twice).
 POWER_RAISED: int = 13
@@ -542,6 +557,7 @@ class CampaignNetwork(ProcessNetwork):
             self.p2p_port[name] = int(config["p2p"]["listen"].rsplit(":", 1)[1])
         for name in self.nodes:
             self.node_key[name] = bytes(load_key(directory / "keys" / f"{name}.node.json").verify_key).hex()
+            self.set_statesync(name, snapshot_interval=SNAPSHOT_INTERVAL)
         self.proxies: dict[tuple[str, str], LinkProxy] = {}
         self.paused: set[str] = set()
         self.down: set[str] = set()
@@ -604,8 +620,16 @@ class CampaignNetwork(ProcessNetwork):
         self.paused.discard(name)
 
     def wipe_store(self, name: str) -> None:
-        """Delete the node's store (not its double-sign record: see docs/FAULTS.md)."""
+        """Delete the node's store and snapshots (not its double-sign record: see docs/FAULTS.md)."""
         shutil.rmtree(self.directory / "data" / name / "store", ignore_errors=True)
+        shutil.rmtree(self.directory / "data" / name / "snapshots", ignore_errors=True)
+
+    def set_statesync(self, name: str, **values: Any) -> None:
+        """Rewrite the node's `[statesync]` section (read at its next start)."""
+        path = Path(self.nodes[name]["config"])
+        config = load_config(path)
+        config = dataclasses.replace(config, statesync=dataclasses.replace(config.statesync, **values))
+        path.write_text(render_config(config, relative_to=path.parent))
 
     def cut(self, a: str, b: str) -> None:
         self.proxies[(a, b)].cut()
@@ -657,6 +681,7 @@ class Campaign:
         self.rate_rng = random.Random(self.rng.getrandbits(64))
         self.rate_load: RateLoad | None = None
         self.commit_times: dict[int, float] = {}  # height -> when a validator first announced it
+        self.block_txs: dict[int, int] = {}  # height -> how many transactions its block holds
         self.windows: list[tuple[float, float]] = []  # (injected, healed) of every fault, time.monotonic()
 
     @property
@@ -786,6 +811,7 @@ class Campaign:
                     async with client.subscribe("blocks") as subscription:
                         async for block in subscription:
                             self.commit_times.setdefault(int(block["height"]), time.monotonic())
+                            self.block_txs.setdefault(int(block["height"]), int(block["txs"]))
                 except Exception:  # the node was killed, paused or restarted: subscribe again
                     pass
                 await asyncio.sleep(0.3)
@@ -823,8 +849,17 @@ class Campaign:
             await asyncio.sleep(hold_s)
             net.start(victim)
         elif kind == "wipe":
+            coin = rng.random()  # drawn whatever the outcome, so the seed's schedule does not depend on timing
+            trust = await self._trust_root(exclude=victim)
+            by_state_sync = trust is not None and (coin < WIPE_STATESYNC_SHARE or self.config.rate >= WIPE_STATESYNC_RATE)
             net.kill(victim)
             net.wipe_store(victim)
+            if by_state_sync:
+                assert trust is not None
+                record.target = f"{victim} (state sync)"
+                net.set_statesync(victim, enabled=True, trust_height=trust[0], trust_hash=trust[1])
+            else:
+                net.set_statesync(victim, enabled=False, trust_height=0, trust_hash="")
             await asyncio.sleep(hold_s)
             net.start(victim)
         elif kind == "pause":
@@ -867,6 +902,21 @@ class Campaign:
         await self._require_progress(f"after healing {kind} of {record.target}", restarted)
         record.progress_s = round(time.monotonic() - healed, 1)
 
+    async def _trust_root(self, *, exclude: str) -> tuple[int, str] | None:
+        """A trust root for state sync as an operator reads it, the height and block hash of a healthy
+        validator's tip; None before the first snapshot's next block (nothing to sync from yet)."""
+        for name in self.net.validators:
+            if name == exclude or name in self.net.down or name in self.net.paused:
+                continue
+            try:
+                status = await asyncio.wait_for(self.clients[name].call("chain_status"), 5)
+            except (RpcError, RpcTransportError, TimeoutError):
+                continue
+            if status["height"] < SNAPSHOT_INTERVAL + 1:
+                return None
+            return status["height"], status["block_hash"]
+        return None
+
     def _any_client(self) -> RpcClient:
         return self.clients[next(n for n in self.net.validators if n in self.net.up_nodes())]
 
@@ -884,8 +934,8 @@ class Campaign:
 
     async def _require_progress(self, what: str, restarted: str | None) -> None:
         """Every up node reaches (the highest height now) + PROGRESS_HEIGHTS within the bound; a
-        restarted node, which may have a whole chain to fetch, within the bound plus its backlog at
-        RESYNC_BLOCKS_PER_S_MIN."""
+        restarted node, which may have a whole chain to fetch, within the bound plus the time its
+        backlog takes at RESYNC_BLOCKS_PER_S_MIN and RESYNC_TXS_PER_S_MIN."""
         up = self.net.up_nodes()
         heights = await self._heights(up)
         target = max(heights.values()) + PROGRESS_HEIGHTS
@@ -893,9 +943,18 @@ class Campaign:
                                  f"progress to height {target} {what}", kind="liveness")
         if restarted is not None:
             backlog = target - max(heights[restarted], 0)
-            await self._wait_heights([restarted], target, PROGRESS_BOUND_S + backlog / RESYNC_BLOCKS_PER_S_MIN,
-                                     f"{restarted} to catch up {backlog} blocks to height {target} {what}",
-                                     kind="liveness")
+            backlog_txs = self._txs_between(max(heights[restarted], 0), target)
+            bound_s = PROGRESS_BOUND_S + backlog / RESYNC_BLOCKS_PER_S_MIN + backlog_txs / RESYNC_TXS_PER_S_MIN
+            await self._wait_heights([restarted], target, bound_s,
+                                     f"{restarted} to catch up {backlog} blocks ({backlog_txs} transactions) "
+                                     f"to height {target} {what}", kind="liveness")
+
+    def _txs_between(self, low: int, high: int) -> int:
+        """Transactions in the blocks low + 1 .. high, as the validators announced them (a height
+        nobody announced, such as one still to come, counts as the mean of those announced)."""
+        known = [self.block_txs[h] for h in range(low + 1, high + 1) if h in self.block_txs]
+        mean = sum(self.block_txs.values()) / len(self.block_txs) if self.block_txs else 0.0
+        return round(sum(known) + mean * (high - low - len(known)))
 
     def _check_crashes(self) -> None:
         """A node that exited although the harness did not kill it fails the run at once."""
@@ -922,10 +981,16 @@ class Campaign:
                 raise CampaignFailure("safety", f"{name} halted: {status['halted']}")
         top = min(s["height"] for s in statuses.values())
         self.report.height = top
-        # the set of each height, as the first node's chain says (the others hold the same blocks)
+        # A validator that rejoined by state sync holds the blocks from its snapshot on (history_from);
+        # each height is compared across the nodes that hold it. The observer is never wiped.
+        first = {n: int(s.get("history_from", 1)) for n, s in statuses.items()}
+        full = min(names, key=lambda n: first[n])
+        if first[full] != 1:
+            raise CampaignFailure("safety", f"no node holds the chain from height 1: {first}")
+        # the set of each height, as a node with the whole chain says (the others hold the same blocks)
         sets: dict[int, ValidatorSet] = {}
         for h in range(1, top + 1):
-            listed = await self.clients[names[0]].call("validators_list", height=h)
+            listed = await self.clients[full].call("validators_list", height=h)
             sets[h] = ValidatorSet(Validator(bytes.fromhex(v["validator_key"]), v["power"]) for v in listed)
 
         # identical blocks, previous state roots and state roots at every height, certificates valid
@@ -940,15 +1005,16 @@ class Campaign:
         ours = self.rate_load.scheduled if self.rate_load is not None else {}
         for low in range(1, top + 1, BLOCKS_PER_CHECK):
             heights = range(low, min(top, low + BLOCKS_PER_CHECK - 1) + 1)
-            every = await asyncio.gather(*(block(n, h) for h in heights for n in names))
-            for k, h in enumerate(heights):
-                blocks = dict(zip(names, every[k * len(names): (k + 1) * len(names)], strict=True))
-                reference = blocks[names[0]]
+            asked = [(n, h) for h in heights for n in names if first[n] <= h]
+            every = dict(zip(asked, await asyncio.gather(*(block(n, h) for n, h in asked)), strict=True))
+            for h in heights:
+                blocks = {n: every[n, h] for n in names if first[n] <= h}
+                reference = blocks[full]
                 for name, b in blocks.items():
                     for key in ("hash", "previous_state_root", "state_root", "previous_block_hash"):
                         if b[key] != reference[key]:
                             raise CampaignFailure("safety", f"height {h}: {name} has {key} {b[key]}, "
-                                                  f"{names[0]} has {reference[key]}")
+                                                  f"{full} has {reference[key]}")
                     try:
                         CommitCertificate.decode(bytes.fromhex(b["certificate"]["encoded"])).verify(
                             CHAIN_ID, sets[h], height=h, block_id=bytes.fromhex(b["hash"]))
@@ -973,23 +1039,30 @@ class Campaign:
         for name in names:
             for tx_hash, answer in zip(hashes, answers_of[name], strict=True):
                 height, reporter = self.committed[tx_hash]
+                if height < first[name]:
+                    continue  # below the snapshot this node joined from: not in its history
                 if answer is None or answer.get("height") != height:
                     raise CampaignFailure("safety", f"tx {tx_hash}: {reporter} reported it at height {height}, "
                                           f"{name} answers {answer}")
         # the submitted ones nobody saw committed: if any node has one at or below the checked top,
         # every node has it at that same height
         unknown = sorted(self.submitted - set(self.committed))
-        seen: dict[str, set[int | None]] = {t: set() for t in unknown}
+        seen: dict[str, dict[str, int | None]] = {t: {} for t in unknown}
         for name in names:
             answers = await asyncio.gather(*(tx(name, t) for t in unknown))
             for tx_hash, answer in zip(unknown, answers, strict=True):
                 # in a block, or not: a node that admitted it may answer "replaced" (by the resubmission
                 # with its nonce, at that one's height), one that never saw it "not found"; both are None
-                seen[tx_hash].add(answer.get("height") if answer and answer.get("status") in IN_A_BLOCK else None)
-        self.report.found_later = sum(1 for heights in seen.values() if heights != {None})
-        for tx_hash, heights in seen.items():
-            if any(h is not None and h <= top for h in heights) and len(heights) > 1:
-                raise CampaignFailure("safety", f"tx {tx_hash} is at heights {heights} across nodes")
+                seen[tx_hash][name] = answer.get("height") if answer and answer.get("status") in IN_A_BLOCK else None
+        self.report.found_later = sum(1 for by_node in seen.values() if set(by_node.values()) != {None})
+        for tx_hash, by_node in seen.items():
+            found = {h for h in by_node.values() if h is not None}
+            if len(found) > 1:
+                raise CampaignFailure("safety", f"tx {tx_hash} is at heights {by_node} across nodes")
+            if found and (height := found.pop()) <= top:
+                # every node whose history holds that height has it there (one state-synced above it cannot)
+                if any(by_node[n] is None for n in names if first[n] <= height):
+                    raise CampaignFailure("safety", f"tx {tx_hash} is at heights {by_node} across nodes")
 
         # the open-loop load: in identical blocks everywhere (above); a seeded sample also through
         # every node's transaction index; its latency; and most of it committed
@@ -999,6 +1072,8 @@ class Campaign:
             for name in names:
                 answers = await asyncio.gather(*(tx(name, t) for t in sample))
                 for tx_hash, answer in zip(sample, answers, strict=True):
+                    if in_block[tx_hash] < first[name]:
+                        continue  # below the snapshot this node joined from
                     if answer is None or answer.get("height") != in_block[tx_hash]:
                         raise CampaignFailure("safety", f"tx {tx_hash} is in block {in_block[tx_hash]}, but "
                                               f"{name}'s tx_get answers {answer}")

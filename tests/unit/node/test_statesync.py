@@ -88,6 +88,9 @@ def test_join_by_snapshot_then_block_sync(source, fresh):
     assert tip.state_root == queries.state_root_at(source.h.ledger, source.height)
     assert fresh.verify_accumulator()
     assert fresh.history_from == source.height + 1
+    # an operator (and the fault campaign's checker) reads where the node's history begins
+    assert queries.chain_status(fresh)["history_from"] == source.height + 1
+    assert queries.chain_status(source.h.ledger)["history_from"] == 1
     # block sync from h + 1: the ledger checks chain, validators hashes and the state root
     for height in range(source.height + 1, source.h.ledger.tip.height + 1):
         block_bytes, cert = source.blocks[height]
