@@ -786,8 +786,8 @@ async def wait_connected(cluster: Cluster, rpc: Rpc, bound_s: float = 60) -> Non
         await asyncio.sleep(0.2)
 
 
-async def session(cluster: Cluster, args: argparse.Namespace, *, loads: list[float], saturation_only: bool
-                  ) -> tuple[list[RunResult], dict[str, float]]:
+async def session(cluster: Cluster, args: argparse.Namespace, *, loads: list[float], saturation_only: bool,
+                  load_only: float | None = None) -> tuple[list[RunResult], dict[str, float]]:
     connector = aiohttp.TCPConnector(limit=4 * args.clients + 16)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as http:
         rpc = Rpc(http)
@@ -800,10 +800,16 @@ async def session(cluster: Cluster, args: argparse.Namespace, *, loads: list[flo
         await bench.open()
         log(f"set-up done in {time.monotonic() - started:.1f} s: {args.investors} investors, token {TOKEN}")
         results = []
-        sat = await bench.saturation(args.seconds, args.window, args.presign_rate)
-        results.append(sat)
-        log(_row(sat))
-        if not (saturation_only or args.saturation_only):
+        if load_only is not None:  # a profiled fixed-load run: nothing else in the processes' lifetime
+            log(f"load {load_only:.0f} tx/s for {args.seconds:.0f} s")
+            result = await bench.load(load_only, args.seconds)
+            results.append(result)
+            log(_row(result))
+        else:
+            sat = await bench.saturation(args.seconds, args.window, args.presign_rate)
+            results.append(sat)
+            log(_row(sat))
+        if load_only is None and not (saturation_only or args.saturation_only):
             half = round(sat.throughput / 2)
             rates = sorted({*loads, half} - {0})
             for rate in rates:
@@ -1136,7 +1142,7 @@ def write_section(text: str) -> Path:
 
 
 def run_cluster(args: argparse.Namespace, *, loads: list[float], saturation_only: bool,
-                profile_to: dict[str, Path] | None = None) -> tuple[list[RunResult], dict[str, float], dict[str, str]]:
+                profile_to: dict[str, Path] | None = None, load_only: float | None = None) -> tuple[list[RunResult], dict[str, float], dict[str, str]]:
     directory = Path(tempfile.mkdtemp(prefix="secledger-cluster-"))
     cluster = None
     try:
@@ -1147,7 +1153,7 @@ def run_cluster(args: argparse.Namespace, *, loads: list[float], saturation_only
             import uvloop
         except ImportError:
             uvloop = None
-        coroutine = session(cluster, args, loads=loads, saturation_only=saturation_only)
+        coroutine = session(cluster, args, loads=loads, saturation_only=saturation_only, load_only=load_only)
         results, peaks = uvloop.run(coroutine) if uvloop is not None else asyncio.run(coroutine)
         return results, peaks, cluster.rss_end
     finally:
@@ -1174,6 +1180,8 @@ def main() -> int:
                         help="also profile validator-0 with py-spy in a separate saturation run")
     parser.add_argument("--profile-nodes", default="validator-0",
                         help="nodes --profile runs under py-spy, comma-separated (default validator-0)")
+    parser.add_argument("--profile-load", type=float, metavar="TX_S",
+                        help="the --profile run offers this fixed load instead of saturating")
     parser.add_argument("--saturation-only", action="store_true", help="skip the fixed-load runs")
     parser.add_argument("--no-write", action="store_true",
                         help="leave docs/ alone: the PNG and JSON go to a temporary directory unless --out is given")
@@ -1211,7 +1219,8 @@ def main() -> int:
         raw_dir = Path(tempfile.mkdtemp(prefix="secledger-pyspy-"))
         raws = {name: raw_dir / f"{name}.txt" for name in names}
         try:
-            prof_results, _, _ = run_cluster(args, loads=[], saturation_only=True, profile_to=raws)
+            prof_results, _, _ = run_cluster(args, loads=[], saturation_only=True, profile_to=raws,
+                                             load_only=args.profile_load)
         except KeyboardInterrupt:
             log("interrupted; every node stopped")
             shutil.rmtree(raw_dir, ignore_errors=True)
@@ -1228,7 +1237,8 @@ def main() -> int:
             summary = summarize_profile(raw)
             # The node's CPU per committed transfer in that run, split by the profile's shares.
             cpu_us = prof.cores_used.get(name, math.nan) * prof.span_s / max(prof.committed, 1) * 1e6
-            summary.update(rate=PROFILE_RATE_HZ, throughput=prof.throughput, cpu_us_per_tx=cpu_us,
+            summary.update(rate=PROFILE_RATE_HZ, mode=prof.mode, offered=prof.offered, throughput=prof.throughput,
+                           cpu_us_per_tx=cpu_us,
                            phases_us=[(f, round(pct * cpu_us / 100, 1)) for f, pct in summary["phases"]],
                            categories_us=[(f, round(pct * cpu_us / 100, 1)) for f, pct in summary["categories"]],
                            command=f"py-spy record --format raw --rate {PROFILE_RATE_HZ} --nonblocking -- secledger start ...")

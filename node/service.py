@@ -73,6 +73,11 @@ RPC_CALL_TIMEOUT_MS: int = 70_000
 #: has not reached from the write side, at a cost that grows with the gap; past this many blocks
 #: the commit projects at once, without yielding (block sync applying blocks back to back).
 PROJECTION_LAG_BLOCKS_MAX: int = 8
+#: The projector runs once the read side trails by this many blocks, or PROJECTION_IDLE_S after the
+#: last commit it has not projected: one write transaction (and its device flushes) for several
+#: blocks instead of one each (docs/BENCHMARKS.md, Pass 8). Queries answer the same either way.
+PROJECTION_EVERY_BLOCKS: int = 4
+PROJECTION_IDLE_S: float = 0.5
 #: A node at least this many heights behind its most advanced peer ignores gossiped transactions
 #: until block sync brings it closer: against a state that old they would only be refused (nonce
 #: gaps), after their signature checks took the CPU the catch-up needs. Their origins keep and
@@ -420,8 +425,10 @@ class Node:
         self._send_status()
         # Last: clients and peers hear of the commit first; rebuilding the pending state can wait.
         self.mempool.update(r.tx_hash for r in result.receipts)
-        self._projection_wanted.set()
-        if self.ledger.tip.height - self.ledger.projected_height > PROJECTION_LAG_BLOCKS_MAX:
+        lag = self.ledger.tip.height - self.ledger.projected_height
+        if lag >= PROJECTION_EVERY_BLOCKS:
+            self._projection_wanted.set()
+        if lag > PROJECTION_LAG_BLOCKS_MAX:
             self._project_now()
 
     def _project_now(self) -> None:
@@ -438,7 +445,12 @@ class Node:
         `ledger.projections.SLICE_ITEMS_MAX` receipts and events at most) per turn of the loop, so a
         vote or a proposal waits for one slice at most."""
         while True:
-            await self._projection_wanted.wait()
+            # Idle: project the last few blocks too. (`asyncio.timeout`, not `wait_for`: on 3.11 a
+            # cancel that lands as the timeout fires comes out of `wait_for` as a TimeoutError, and
+            # the loop would outlive `stop()`.)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PROJECTION_IDLE_S):
+                    await self._projection_wanted.wait()
             self._projection_wanted.clear()
             try:
                 while self.ledger.project():
