@@ -1,6 +1,6 @@
 """Gossiped transactions a node cannot use are dropped before any check, and said once, not per batch.
 
-A node catching up (four or more heights behind its most advanced peer) would check every gossiped
+A node catching up (four or more heights behind its peers) would check every gossiped
 transaction against a state far behind, refuse it as a nonce gap, and spend on its signature the
 CPU the catch-up needs: under the fault campaign's load a wiped validator did exactly that, and
 logged a warning for each of thousands of dropped batches.
@@ -50,6 +50,15 @@ async def test_a_node_far_behind_its_peers_drops_gossip_unchecked(tmp_path: Path
         await _settle()
         assert node.gossip_ignored["behind"] == 2
         assert node.mempool.refusals["peer", "malformed"] + node.mempool.refusals["peer", "non_canonical"] == 1
+
+        # one peer announcing a height far ahead (it may lie) is not enough while another is close;
+        # a second one far ahead is
+        other = bytes(load_key(net.configs["validator-2"].node.node_key_file).verify_key)
+        node.sync.peer_heights[peer] = tip + 1000
+        node.sync.peer_heights[other] = tip + 1
+        assert not node.behind_peers()
+        node.sync.peer_heights[other] = tip + service.GOSSIP_IGNORED_BEHIND_HEIGHTS
+        assert node.behind_peers()
     finally:
         await node.stop()
 
