@@ -374,16 +374,16 @@ class Ledger:
                 self.store.append(txn, "events", event_key(height, index, event_index), eraw)
         return results_hash(results)
 
-    def _identity_lookups(self, txn: lmdb.Transaction, registered: tuple[dict[bytes, int], dict[str, int]]
-                          | None = None, height: int = 0) -> tuple[Any, Any]:
-        """(wallet -> its identity, identity id -> registered?) over the committed state in `txn`.
-        With `registered` (the heights wallets and identities were registered at, from the log),
-        as at the end of `height` instead: what the state said then (`trail`)."""
+    def _identity_lookups(self, txn: lmdb.Transaction, registered: tuple[dict[bytes, int], dict[str, int]],
+                          height: int) -> tuple[Any, Any]:
+        """(wallet -> its identity, identity id -> registered?) as at the end of `height`: the
+        committed state in `txn`, less what `registered` (the heights wallets and identities were
+        registered at, from the log) says came later (`trail`). For the format-1 migration."""
         db = self.store.dbs["state"]
         wallets: dict[bytes, str | None] = {}
 
         def wallet_identity(address: bytes) -> str | None:
-            if registered is not None and registered[0].get(address, 0) > height:
+            if registered[0].get(address, 0) > height:
                 return None
             if address not in wallets:
                 raw = txn.get(layout.wallet(address), db=db)
@@ -391,7 +391,7 @@ class Ledger:
             return wallets[address]
 
         def identity_exists(identity_id: str) -> bool:
-            if registered is not None and registered[1].get(identity_id, 0) > height:
+            if registered[1].get(identity_id, 0) > height:
                 return False
             return txn.get(layout.identity(identity_id), db=db) is not None
 

@@ -1,4 +1,4 @@
-"""The read side: what only queries read, projected from the write side after each block.
+"""The read side: what only queries read, projected from the write side after the blocks.
 
 `Ledger.apply_block` writes, in the block's one write transaction, what validating and executing
 the next block needs (docs/LEDGER.md, section 7, "Write side and projections"): the block and its
@@ -316,8 +316,8 @@ def index_event(txn: lmdb.Transaction, store: Store, ekey: bytes, kind: str, tok
 class Tail:
     """The events of the heights above the projector's position, as one read transaction sees
     them, read from the write side for a query that would otherwise find them missing from an
-    index. Its cost follows the number of events above the position, which the node keeps to about
-    a block (docs/NODE.md); a store that is far behind answers the same, only slower."""
+    index. Its cost follows the number of events above the position, which the node keeps to a few
+    blocks (docs/NODE.md); a store that is far behind answers the same, only slower."""
 
     def __init__(self, store: Store, txn: lmdb.Transaction, chain_id: str) -> None:
         self._store, self._txn, self._chain_id = store, txn, chain_id

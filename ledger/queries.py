@@ -5,7 +5,7 @@ is consistent with a single height. History (balances and holders at a past heig
 versioned keys, one seek per holder, never from a replay.
 
 The indexes (by tx hash, event kind, token, address and identity, and wallet history) are
-projections that may trail the tip by a block while the projector runs (`projections`). Queries do
+projections that may trail the tip by a few blocks (`projections`; the node's policy: docs/NODE.md). Queries do
 not wait for it: what lies above its position is read from the write side (the blocks' receipts,
 events and wallet changes), so every answer is the tip's, projected or not.
 """

@@ -23,7 +23,7 @@ GENESIS_TIME_MS = 1_700_000_000_000
 #: A claim expiry far in the future (2100-01-01).
 FAR_FUTURE_S = 4_102_444_800
 #: `SECLEDGER_TEST_PROJECTION=lazy` makes every harness leave the read side unprojected (the
-#: default projects it after each commit, as a node does): every query must then give the same
+#: default projects it after each commit; a node does every few blocks): every query must then give the same
 #: answer from the write side (docs/TESTING.md).
 PROJECTION_ENVIRONMENT_VARIABLE = "SECLEDGER_TEST_PROJECTION"
 
@@ -64,7 +64,7 @@ class LedgerHarness:
     """Drives a `Ledger` block by block, as a node would after consensus decided."""
 
     def __init__(self, path: str, *, genesis: Genesis | None = None, project: bool | None = None) -> None:
-        """`project`: bring the read side to the tip after each commit, as a node does (default,
+        """`project`: bring the read side to the tip after each commit (default,
         unless `SECLEDGER_TEST_PROJECTION=lazy`); False leaves it to the test (`ledger.project`)."""
         self.genesis = genesis or test_genesis()
         self.ledger = Ledger.open(path, self.genesis)

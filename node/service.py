@@ -7,8 +7,9 @@ commit goes through `_on_commit`, which updates the mempool, wakes `tx_wait` cal
 subscribers, tells peers our new height, and wakes the projector.
 
 The projector (`ledger.projections`) brings the read side (tx index, event indexes, wallet history)
-up to the tip after each commit, in a task of its own on the same loop, one bounded slice at a
-time with a turn of the loop between slices. Each slice, like each block's apply, is one LMDB write
+up to the tip every few blocks (`PROJECTION_EVERY_BLOCKS`, or `PROJECTION_IDLE_S` after an
+unprojected commit), in a task of its own on the same loop, one bounded slice at a time with a
+turn of the loop between slices. Each slice, like each block's apply, is one LMDB write
 transaction begun and committed within one synchronous call: no write transaction is ever open
 across an `await`, so the two never hold LMDB's single writer at once (docs/NODE.md, "The read side").
 """
@@ -443,9 +444,11 @@ class Node:
             log.exception("projection failed at height %d", self.ledger.projected_height + 1)
 
     async def _projection_loop(self) -> None:
-        """Project the read side up to the tip after each commit: one slice (one write transaction,
-        `ledger.projections.SLICE_ITEMS_MAX` receipts and events at most) per turn of the loop, so a
-        vote or a proposal waits for one slice at most."""
+        """Project the read side up to the tip when woken (`PROJECTION_EVERY_BLOCKS`) or idle: one
+        slice (one write transaction, `ledger.projections.SLICE_ITEMS_MAX` receipts and events at
+        most) per turn of the loop, so a vote or a proposal waits for one slice at most. A failing
+        slice (the disk, LMDB's map) is retried on the next wake-up, and logged once per height."""
+        failed_at = -1
         while True:
             # Idle: project the last few blocks too. (`asyncio.timeout`, not `wait_for`: on 3.11 a
             # cancel that lands as the timeout fires comes out of `wait_for` as a TimeoutError, and
@@ -459,9 +462,11 @@ class Node:
                     await asyncio.sleep(0)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the disk, LMDB's map: queries still answer from the write side
-                log.exception("projection failed at height %d; retrying after the next commit",
-                              self.ledger.projected_height + 1)
+            except Exception:  # queries still answer from the write side meanwhile
+                height = self.ledger.projected_height + 1
+                if height != failed_at:  # the idle timer retries twice a second: one traceback per height
+                    log.exception("projection failed at height %d; retrying every %.1f s", height, PROJECTION_IDLE_S)
+                    failed_at = height
 
     def _apply_synced(self, block: Block, certificate: bytes) -> BlockResult | None:
         if self.driver is not None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from node.rpc.client import RpcClient
 from node.testing import free_port_base
 
 SECLEDGER = str(Path(sys.executable).parent / "secledger")
@@ -23,6 +24,17 @@ def rpc(url: str, method: str, **params: object) -> dict:
     request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as reply:
         return json.loads(reply.read())
+
+
+def all_pages(client: RpcClient, method: str, key: str, *, page: int = 1000, **params: object) -> list[dict]:
+    """Every item of a paged query (`limit`, `after`, `next`), page by page."""
+    out, after = [], None
+    while True:
+        answer = client.call_sync(method, **params, limit=page, **({"after": after} if after else {}))
+        out += answer[key]
+        after = answer["next"]
+        if after is None:
+            return out
 
 
 def height(url: str) -> int:

@@ -16,7 +16,7 @@ from ledger.testing import FAR_FUTURE_S, key_for
 from node.rpc.client import RpcClient, RpcError
 from node.setup.keys import load_key
 
-from .conftest import SECLEDGER, ProcessNetwork, height, wait_until
+from .conftest import SECLEDGER, ProcessNetwork, all_pages, height, wait_until
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "EXPORT.md"
 CHAIN_ID = "secledger-local"
@@ -37,16 +37,6 @@ def committed(client: RpcClient, *txs: bytes) -> None:
     for tx_hash in hashes:
         result = client.call_sync("tx_wait", hash=tx_hash, timeout_ms=30_000)
         assert result["status"] == "committed", result
-
-
-def all_pages(client: RpcClient, method: str, key: str, **params) -> list[dict]:
-    out, after = [], None
-    while True:
-        page = client.call_sync(method, **params, limit=1000, **({"after": after} if after else {}))
-        out += page[key]
-        after = page["next"]
-        if after is None:
-            return out
 
 
 def refuse_in_a_block(v0: RpcClient, v1: RpcClient, issuer: Signer, alice: Signer, rules: dict) -> dict:

@@ -11,7 +11,7 @@ from ledger.testing import FAR_FUTURE_S, key_for
 from node.rpc.client import RpcClient
 from node.setup.keys import load_key
 
-from .conftest import ProcessNetwork, height, wait_until
+from .conftest import ProcessNetwork, all_pages, height, wait_until
 
 CHAIN_ID = "secledger-local"
 WALLETS = ("alice", "alice-2", "bob", "carol", "dave", "zed")
@@ -31,16 +31,6 @@ def wait(client: RpcClient, hashes: list[str]) -> None:
         assert client.call_sync("tx_wait", hash=tx_hash, timeout_ms=30_000)["status"] in ("committed", "rejected")
 
 
-def all_pages(client: RpcClient, method: str, key: str, **params: object) -> list[dict]:
-    out, after = [], None
-    while True:
-        page = client.call_sync(method, **params, limit=3, **({"after": after} if after else {}))
-        out += page[key]
-        after = page["next"]
-        if after is None:
-            return out
-
-
 def answers(client: RpcClient, top: int) -> dict[str, object]:
     out: dict[str, object] = {}
     hashes = [tx["hash"] for h in range(1, top + 1) for tx in client.call_sync("block_get", height=h)["txs"]]
@@ -48,9 +38,9 @@ def answers(client: RpcClient, top: int) -> dict[str, object]:
     filters: list[dict[str, object]] = [{}, {"token": "ACME"}, {"kind": "token.transferred"}, {"kind": "tx.rejected"}]
     filters += [{"address": address(w).hex()} for w in WALLETS] + [{"identity": i} for i in IDENTITIES]
     for f in filters:
-        out[f"events {f}"] = all_pages(client, "events_query", "events", to_height=top, **f)
+        out[f"events {f}"] = all_pages(client, "events_query", "events", page=3, to_height=top, **f)
     for identity in IDENTITIES:
-        out[f"trail {identity}"] = all_pages(client, "identity_history", "events", identity=identity, to_height=top)
+        out[f"trail {identity}"] = all_pages(client, "identity_history", "events", page=3, identity=identity, to_height=top)
     for h in range(1, top + 1):
         for wallet in WALLETS:
             out[f"balance {wallet} {h}"] = client.call_sync("token_balance", token="ACME",
